@@ -34,8 +34,8 @@ def load_config(schema: type[T], path: str | Path | None = None, overrides: Sequ
         bad = [o for o in overrides if "=" not in o]
         if bad:
             raise ConfigError(f"override {bad[0]!r} is not of the form key=value")
-        if overrides:
-            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
+        for o in overrides:
+            cfg = _apply_override(cfg, o)
         obj = OmegaConf.to_object(cfg)
     except OmegaConfBaseException as e:
         key = getattr(e, "full_key", None) or getattr(e, "key", None)
@@ -43,6 +43,24 @@ def load_config(schema: type[T], path: str | Path | None = None, overrides: Sequ
         raise ConfigError(f"config key `{key}`: {msg}" if key else f"config: {msg}") from None
     _validate(obj, prefix="")
     return obj
+
+
+def _apply_override(cfg: Any, override: str) -> Any:
+    """`cfg` with one `key=value` applied (value parsed as YAML, as in OmegaConf's dotlist).
+    Keys may name new entries of typed dicts (`models.rm2.path=...`) or index into lists
+    (`generators.0.n=4`, which a dotlist merge cannot do, so those go through `update`)."""
+    key, value = override.split("=", 1)
+    try:
+        return OmegaConf.merge(cfg, OmegaConf.from_dotlist([override]))
+    except TypeError:  # "Cannot merge incompatible container types": the key indexes a list
+        pass
+    try:
+        OmegaConf.update(cfg, key, OmegaConf.from_dotlist([f"v={value}"]).v, merge=True)
+    except OmegaConfBaseException:
+        raise
+    except (TypeError, IndexError, ValueError, KeyError, AttributeError) as e:
+        raise ConfigError(f"config key `{key}`: cannot apply override {override!r}: {e}") from None
+    return cfg
 
 
 def _validate(obj: Any, prefix: str) -> None:
@@ -54,6 +72,12 @@ def _validate(obj: Any, prefix: str) -> None:
     check = getattr(obj, "validate", None)
     if callable(check):
         check()
+
+
+def from_dict(schema: type[T], d: Any) -> T:
+    """Rebuild a config dataclass from `to_dict` output (how configs travel to Ray workers and
+    replicas; already validated on the driver, so paths are not re-checked here)."""
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), d))
 
 
 def to_dict(cfg: Any) -> dict:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import random
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping
 
@@ -178,6 +179,37 @@ def calls_to_text(calls: Iterable[ToolCall]) -> str:
     return json.dumps([c.to_dict() for c in calls], ensure_ascii=False)
 
 
+_OMIT = object()
+
+
+def _is_alt_dict(v: Any) -> bool:
+    """BFCL writes nested dict answers as `{key: [acceptable values]}`."""
+    return isinstance(v, Mapping) and all(isinstance(x, list) for x in v.values())
+
+
+def _choose(alts: Any, rng: "random.Random | None") -> Any:
+    """One acceptable alternative (the first when `rng` is None); "" means "omit"."""
+    if not alts:
+        return _OMIT
+    pick = alts[0] if rng is None else rng.choice(list(alts))
+    return _OMIT if isinstance(pick, str) and pick == "" else pick
+
+
+def resolve_acceptable(value: Any, rng: "random.Random | None" = None) -> Any:
+    """A concrete value from one acceptable value of a reference: nested possible-answer dicts
+    pick one alternative per key (the first when `rng` is None; "" leaves the key out)."""
+    if _is_alt_dict(value):
+        out = {}
+        for k, alts in value.items():
+            choice = _choose(alts, rng)
+            if choice is not _OMIT:
+                out[k] = resolve_acceptable(choice, rng)
+        return out
+    if isinstance(value, list):
+        return [resolve_acceptable(x, rng) for x in value]
+    return copy.deepcopy(value)
+
+
 @dataclass(frozen=True)
 class ReferenceCall:
     """A reference call in BFCL's possible-answer form: each parameter maps to the list of
@@ -189,15 +221,19 @@ class ReferenceCall:
     def may_omit(self, param: str) -> bool:
         return "" in self.params.get(param, [])
 
-    def canonical_call(self) -> ToolCall:
-        """The first acceptable form: first listed value per parameter; a parameter whose first
-        acceptable value is "omit" is left out."""
+    def resolve(self, rng: "random.Random | None" = None) -> ToolCall:
+        """A concrete call this reference accepts. `rng=None`: the canonical form (first
+        acceptable value per parameter, nested `{key: [alternatives]}` dicts unwrapped the same
+        way, parameters whose pick is "" left out); otherwise a random acceptable value each."""
         args = {}
-        for p, values in self.params.items():
-            if not values or values[0] == "":
-                continue
-            args[p] = copy.deepcopy(values[0])
+        for p, alts in self.params.items():
+            choice = _choose(alts, rng)
+            if choice is not _OMIT:
+                args[p] = resolve_acceptable(choice, rng)
         return ToolCall(self.name, args)
+
+    def canonical_call(self) -> ToolCall:
+        return self.resolve(None)
 
     def to_bfcl(self) -> dict:
         return {self.name: copy.deepcopy(self.params)}

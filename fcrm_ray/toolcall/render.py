@@ -1,0 +1,228 @@
+"""Render (tools, conversation, candidate call) into the text a reward model reads.
+
+The same function is used at train time and at score time, so whatever a model learns about the
+format it sees again when it is scored. The reward-model input is `prompt + completion`; the
+completion is the candidate call (and nothing else), which lets training truncate the prompt side
+(the tool catalog) while keeping the call intact.
+
+Candidate calls are parsed with `parse_calls` and rendered canonically: a JSON list, a Python call
+string and a `<tool_call>` block that mean the same calls render to the same text, so the output
+*surface* never leaks into the score. Arguments are ordered by the tool's schema (then by name), so
+argument order does not either. Unparseable output is rendered verbatim as assistant content.
+
+Two renderings:
+
+1. Tokenizers with a tool-aware chat template (Qwen3 and friends): the conversation plus an
+   assistant turn with `tool_calls` goes through `tokenizer.apply_chat_template(..., tools=...)`.
+   The prompt is the conversation rendered with `add_generation_prompt=True`; the completion is the
+   rest of the full rendering. If a template breaks that prefix property the split falls back to
+   the longest common prefix of the two renderings.
+
+2. Everything else (BERT-style encoders such as all-MiniLM-L6-v2): a compact plain-text template,
+   about a third of the tokens of the raw JSON catalog (MiniLM has a 512-token limit)::
+
+       [TOOLS] get_weather(city: string; unit?: string {celsius|fahrenheit} = "celsius") - Current weather.
+         city: City name, e.g. Paris
+       [USER] What's the weather in Paris?
+       [CALL] get_weather(city="Paris", unit="celsius")
+
+   One line per tool: required parameters bare, optional ones with `?`, enums in braces, defaults
+   after `=`; then one indented line per parameter description (cut to `PARAM_DESC_WORDS` words).
+   Roles are `[SYSTEM]`, `[USER]`, `[ASSISTANT]`, `[TOOL]`; the candidate follows `[CALL]`, several
+   calls are joined with `; `, values are JSON literals.
+
+EOS: when the tokenizer has an `eos_token`, the completion ends with exactly one EOS (a template's
+trailing whitespace is dropped first), so a causal-LM reward is read at the EOS token. Encoders
+(no eos_token) get their `[SEP]` from the tokenizer's own special-token handling instead.
+
+Pure core: no torch, transformers or Ray imports; `tokenizer` is any object with `chat_template`,
+`eos_token` and `apply_chat_template`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, Sequence
+
+from fcrm_ray.toolcall.schema import ToolCall, ToolSpec, normalize_tools
+
+# Parameter descriptions carry format hints ("YYYY-MM-DD", "e.g. 'Paris, FR'") that decide many
+# incorrect_parameter_value pairs; beyond ~16 words they are mostly prose that costs tokens.
+PARAM_DESC_WORDS = 16
+TOOL_DESC_WORDS = 40
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """A reward-model input split at the candidate call: `prompt + completion` is the full text."""
+
+    prompt: str
+    completion: str
+
+    @property
+    def text(self) -> str:
+        return self.prompt + self.completion
+
+
+def render(tokenizer: Any, tools: Any, conversation: Any, output_text: Any) -> Rendered:
+    """Render one candidate call for reward scoring (see the module docstring for the format).
+
+    tools: list of ToolSpec / tool dicts (any format `normalize_tools` accepts) or a JSON string;
+    conversation: list of chat messages or a JSON string; output_text: the raw candidate."""
+    specs = normalize_tools(tools) if tools not in (None, "") else []
+    messages = _messages(conversation)
+    calls = _parse(output_text)
+    if calls is not None:
+        calls = [_ordered(c, specs) for c in calls]
+    raw = output_text if isinstance(output_text, str) else json.dumps(output_text, ensure_ascii=False, default=str)
+    if has_tool_template(tokenizer):
+        prompt, completion = _render_chat(tokenizer, specs, messages, calls, raw)
+    else:
+        prompt, completion = _render_plain(specs, messages, calls, raw)
+    return Rendered(prompt, _with_eos(completion, getattr(tokenizer, "eos_token", None)))
+
+
+def has_tool_template(tokenizer: Any) -> bool:
+    """True if the tokenizer's chat template renders `tools` (and so, by convention, tool_calls)."""
+    template = getattr(tokenizer, "chat_template", None)
+    if isinstance(template, Mapping):  # named templates: the tool one if present
+        template = template.get("tool_use") or template.get("default")
+    return isinstance(template, str) and "tools" in template and hasattr(tokenizer, "apply_chat_template")
+
+
+# --- parsing and canonical calls -------------------------------------------------------------
+
+def _parse(output: Any) -> list[ToolCall] | None:
+    from fcrm_ray.toolcall.parse import parse_calls  # lazy: parse is a sibling in the pure core
+
+    return parse_calls(output).calls
+
+
+def _ordered(call: ToolCall, specs: Sequence[ToolSpec]) -> ToolCall:
+    """Arguments in the tool's schema order, unknown ones after in name order."""
+    spec = next((t for t in specs if t.name == call.name), None)
+    order = list(spec.properties) if spec else []
+    args = call.arguments if isinstance(call.arguments, Mapping) else {}
+    keys = [k for k in order if k in args] + sorted(k for k in args if k not in order)
+    return ToolCall(call.name, {k: args[k] for k in keys})
+
+
+def _messages(conversation: Any) -> list[dict]:
+    if conversation in (None, ""):
+        return []
+    if isinstance(conversation, str):
+        conversation = json.loads(conversation)
+    if isinstance(conversation, Mapping):
+        conversation = [conversation]
+    out = []
+    for m in conversation:
+        m = dict(m)
+        if m.get("content") is None:
+            m["content"] = ""
+        elif not isinstance(m["content"], str):
+            m["content"] = json.dumps(m["content"], ensure_ascii=False, default=str)
+        out.append(m)
+    return out
+
+
+def _with_eos(completion: str, eos: str | None) -> str:
+    if not eos:
+        return completion
+    completion = completion.rstrip()
+    return completion if completion.endswith(eos) else completion + eos
+
+
+# --- tool-aware chat templates ----------------------------------------------------------------
+
+def _render_chat(tokenizer: Any, specs: Sequence[ToolSpec], messages: list[dict],
+                 calls: list[ToolCall] | None, raw: str) -> tuple[str, str]:
+    openai_tools = [t.to_openai() for t in specs] or None
+    if calls is None:
+        turn = {"role": "assistant", "content": raw}
+    else:
+        turn = {"role": "assistant", "content": "", "tool_calls": [
+            {"type": "function", "function": {"name": c.name, "arguments": c.arguments}} for c in calls]}
+    prompt = tokenizer.apply_chat_template(messages, tools=openai_tools, add_generation_prompt=True, tokenize=False)
+    full = tokenizer.apply_chat_template(messages + [turn], tools=openai_tools, tokenize=False)
+    if full.startswith(prompt):
+        return prompt, full[len(prompt):]
+    # A template that renders the generation prompt differently from a finished turn: split at
+    # the longest common prefix so prompt + completion is still exactly the full rendering.
+    cut = len(os.path.commonprefix([prompt, full]))
+    return full[:cut], full[cut:]
+
+
+# --- plain-text template for encoders ---------------------------------------------------------
+
+def _words(text: str, n: int) -> str:
+    parts = " ".join(str(text).split()).split(" ")
+    return " ".join(parts[:n]) + (" ..." if len(parts) > n else "")
+
+
+def _type_str(schema: Mapping) -> str:
+    t = schema.get("type")
+    if isinstance(t, list):
+        t = "|".join(str(x) for x in t)
+    t = t or "any"
+    if t == "array" and isinstance(schema.get("items"), Mapping):
+        t = f"array[{_type_str(schema['items'])}]"
+    if isinstance(schema.get("enum"), list):
+        t += " {" + "|".join(_value(v) if not isinstance(v, str) else v for v in schema["enum"]) + "}"
+    return t
+
+
+def _value(v: Any) -> str:
+    return json.dumps(v, ensure_ascii=False, default=str)
+
+
+def tool_line(spec: ToolSpec) -> str:
+    """One tool of the catalog in the compact plain-text form (plus parameter description lines)."""
+    required = set(spec.required)
+    params, notes = [], []
+    for name, schema in spec.properties.items():
+        schema = schema if isinstance(schema, Mapping) else {}
+        p = f"{name}{'' if name in required else '?'}: {_type_str(schema)}"
+        if "default" in schema and name not in required:
+            p += f" = {_value(schema['default'])}"
+        params.append(p)
+        if schema.get("description"):
+            notes.append(f"  {name}: {_words(schema['description'], PARAM_DESC_WORDS)}")
+    head = f"{spec.name}({'; '.join(params)})"
+    if spec.description:
+        head += f" - {_words(spec.description, TOOL_DESC_WORDS)}"
+    return "\n".join([head] + notes)
+
+
+def call_text(calls: Iterable[ToolCall]) -> str:
+    """`name(a=1, b="x"); other()` with JSON-literal values."""
+    return "; ".join(f"{c.name}({', '.join(f'{k}={_value(v)}' for k, v in c.arguments.items())})" for c in calls)
+
+
+def _message_text(m: Mapping) -> str:
+    role = str(m.get("role", "user")).upper()
+    text = m.get("content") or ""
+    tool_calls = m.get("tool_calls") or []
+    if tool_calls:
+        calls = []
+        for tc in tool_calls:
+            fn = tc.get("function", tc) if isinstance(tc, Mapping) else {}
+            args = fn.get("arguments", {})
+            if isinstance(args, str):
+                try:
+                    args = json.loads(args)
+                except json.JSONDecodeError:
+                    args = {"_raw": args}
+            calls.append(ToolCall(str(fn.get("name", "")), args if isinstance(args, Mapping) else {"_raw": args}))
+        text = (text + " " if text else "") + call_text(calls)
+    return f"[{role}] {text}"
+
+
+def _render_plain(specs: Sequence[ToolSpec], messages: list[dict], calls: list[ToolCall] | None,
+                  raw: str) -> tuple[str, str]:
+    lines = ["[TOOLS] " + "\n".join(tool_line(t) for t in specs)] if specs else []
+    lines += [_message_text(m) for m in messages]
+    prompt = "\n".join(lines + ["[CALL]"])
+    completion = " " + (call_text(calls) if calls is not None else " ".join(raw.split()))
+    return prompt, completion

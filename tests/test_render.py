@@ -1,0 +1,161 @@
+"""The reward-model input renderer: both templates, canonical calls, EOS, the prompt/call split."""
+
+import json
+import statistics
+import subprocess
+import sys
+
+import pytest
+
+from fcrm_ray.toolcall.render import Rendered, has_tool_template, render, tool_line
+from fcrm_ray.toolcall.schema import normalize_tool
+
+TOOLS = [
+    {"name": "get_weather", "description": "Current weather for a city.",
+     "parameters": {"type": "object", "required": ["city"], "properties": {
+         "city": {"type": "string", "description": "City name, e.g. Paris"},
+         "unit": {"type": "string", "enum": ["celsius", "fahrenheit"], "default": "celsius"}}}},
+    {"name": "get_time", "description": "Local time.",
+     "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}},
+]
+CONV = [{"role": "user", "content": "What's the weather in Paris in celsius?"}]
+CALL_JSON = '[{"name": "get_weather", "arguments": {"city": "Paris", "unit": "celsius"}}]'
+
+
+@pytest.fixture(scope="module")
+def qwen_tok(tmp_path_factory):
+    from transformers import AutoTokenizer
+
+    from fcrm_ray.models import build_tiny_qwen3_rm
+
+    return AutoTokenizer.from_pretrained(build_tiny_qwen3_rm(tmp_path_factory.mktemp("q") / "rm"))
+
+
+@pytest.fixture(scope="module")
+def bert_tok(tmp_path_factory):
+    from transformers import AutoTokenizer
+
+    from fcrm_ray.models import build_tiny_bert_rm
+
+    return AutoTokenizer.from_pretrained(build_tiny_bert_rm(tmp_path_factory.mktemp("b") / "rm"))
+
+
+# --- plain-text template (encoders) --------------------------------------------------------------
+
+def test_plain_template_layout(bert_tok):
+    r = render(bert_tok, TOOLS, CONV, CALL_JSON)
+    assert isinstance(r, Rendered) and not has_tool_template(bert_tok)
+    assert r.prompt.startswith("[TOOLS] get_weather(city: string; unit?: string {celsius|fahrenheit} = \"celsius\")")
+    assert "  city: City name, e.g. Paris" in r.prompt
+    assert "[USER] What's the weather in Paris in celsius?" in r.prompt
+    assert r.prompt.endswith("[CALL]")
+    assert r.completion == ' get_weather(city="Paris", unit="celsius")'  # no eos_token on BERT tokenizers
+
+
+@pytest.mark.parametrize("surface", [
+    CALL_JSON,
+    '{"name": "get_weather", "arguments": {"unit": "celsius", "city": "Paris"}}',
+    'get_weather(city="Paris", unit="celsius")',
+    '[get_weather(unit="celsius", city="Paris")]',
+    '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris", "unit": "celsius"}}\n</tool_call>',
+    [{"name": "get_weather", "arguments": {"city": "Paris", "unit": "celsius"}}],
+])
+@pytest.mark.parametrize("which", ["plain", "chat"])
+def test_surface_forms_and_argument_order_render_identically(surface, which, bert_tok, qwen_tok):
+    tok = bert_tok if which == "plain" else qwen_tok
+    assert render(tok, TOOLS, CONV, surface) == render(tok, TOOLS, CONV, CALL_JSON)
+
+
+def test_arguments_follow_schema_order_then_name(bert_tok):
+    out = '[{"name": "get_weather", "arguments": {"zeta": 1, "unit": "celsius", "alpha": 2, "city": "Paris"}}]'
+    assert render(bert_tok, TOOLS, CONV, out).completion == ' get_weather(city="Paris", unit="celsius", alpha=2, zeta=1)'
+
+
+def test_unparseable_output_is_rendered_raw(bert_tok, qwen_tok):
+    raw = "Sorry, I cannot   help with that."
+    assert render(bert_tok, TOOLS, CONV, raw).completion == " Sorry, I cannot help with that."
+    assert raw in render(qwen_tok, TOOLS, CONV, raw).completion
+
+
+def test_prompt_does_not_depend_on_the_candidate(bert_tok, qwen_tok):
+    for tok in (bert_tok, qwen_tok):
+        a = render(tok, TOOLS, CONV, CALL_JSON)
+        b = render(tok, TOOLS, CONV, '[{"name": "get_time", "arguments": {"city": "Paris"}}]')
+        assert a.prompt == b.prompt and a.completion != b.completion
+
+
+def test_json_string_inputs_equal_objects(bert_tok):
+    assert render(bert_tok, json.dumps(TOOLS), json.dumps(CONV), CALL_JSON) == render(bert_tok, TOOLS, CONV, CALL_JSON)
+    spec = [normalize_tool(t) for t in TOOLS]
+    assert render(bert_tok, spec, CONV, CALL_JSON) == render(bert_tok, TOOLS, CONV, CALL_JSON)
+
+
+def test_tool_line_marks_required_optional_and_types():
+    line = tool_line(normalize_tool({"name": "f", "description": "Do it.", "parameters": {"type": "dict", "properties": {
+        "xs": {"type": "array", "items": {"type": "integer"}}, "flag": {"type": "boolean", "default": False}},
+        "required": ["xs"]}}))
+    assert line == "f(xs: array[integer]; flag?: boolean = false) - Do it."
+
+
+# --- tool-aware chat template (causal LMs) -------------------------------------------------------
+
+def test_chat_template_split_and_eos(qwen_tok):
+    r = render(qwen_tok, TOOLS, CONV, CALL_JSON)
+    assert has_tool_template(qwen_tok)
+    openai_tools = [normalize_tool(t).to_openai() for t in TOOLS]
+    assert r.prompt == qwen_tok.apply_chat_template(CONV, tools=openai_tools, add_generation_prompt=True, tokenize=False)
+    assert "<tool_call>" in r.completion and '"city": "Paris"' in r.completion
+    assert r.completion.endswith(qwen_tok.eos_token) and r.completion.count(qwen_tok.eos_token) == 1
+    assert "get_weather" in r.prompt and "<tools>" in r.prompt
+
+
+class _OddTemplateTokenizer:
+    """A template whose generation prompt is not a prefix of the finished turn."""
+
+    chat_template = "{{ tools }}"
+    eos_token = "</s>"
+
+    def apply_chat_template(self, messages, tools=None, add_generation_prompt=False, tokenize=False):
+        body = "SYS " + " ".join(m["content"] for m in messages if m["role"] == "user")
+        if add_generation_prompt:
+            return body + " <gen>"
+        last = messages[-1]
+        if last["role"] == "assistant":
+            call = json.dumps([tc["function"] for tc in last.get("tool_calls", [])])
+            return body + " <asst>" + call + "</s>\n"
+        return body
+
+
+def test_split_falls_back_to_common_prefix():
+    tok = _OddTemplateTokenizer()
+    r = render(tok, TOOLS, CONV, CALL_JSON)
+    full = tok.apply_chat_template(CONV + [{"role": "assistant", "tool_calls": [
+        {"function": {"name": "get_weather", "arguments": {"city": "Paris", "unit": "celsius"}}}]}])
+    assert r.prompt + r.completion == full.rstrip()
+    assert r.prompt.startswith("SYS") and r.completion.endswith("</s>") and "get_weather" in r.completion
+
+
+# --- budget and purity ---------------------------------------------------------------------------
+
+def test_plain_rendering_is_compact_on_bfcl(bfcl_dir):
+    """The compact catalog keeps BFCL's non-live prompts well inside MiniLM's 512 tokens."""
+    from transformers import AutoTokenizer
+
+    from fcrm_ray.paths import minilm_dir
+
+    tok = AutoTokenizer.from_pretrained(minilm_dir())
+    rendered, raw = [], []
+    with open(bfcl_dir / "BFCL_v4_multiple.json") as fh:
+        for line in list(fh)[:60]:
+            ex = json.loads(line)
+            r = render(tok, ex["function"], ex["question"][0], '[{"name": "f", "arguments": {"x": 1}}]')
+            rendered.append(len(tok(r.text)["input_ids"]))
+            raw.append(len(tok(json.dumps(ex["function"]) + json.dumps(ex["question"][0]))["input_ids"]))
+    assert statistics.median(rendered) < 0.75 * statistics.median(raw)
+    assert statistics.median(rendered) < 384
+
+
+def test_render_module_imports_no_torch_or_ray():
+    code = ("import sys, fcrm_ray.toolcall.render; "
+            "bad = [m for m in ('torch', 'ray', 'transformers') if m in sys.modules]; print(bad); sys.exit(bool(bad))")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
