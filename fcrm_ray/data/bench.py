@@ -1,0 +1,382 @@
+"""`fcrm bench build`: an FC-RewardBench-format pair set from BFCL with mutation negatives.
+
+    fcrm bench build --out DIR [--config configs/bench/default.yaml] [key=value ...]
+
+Steps, all deterministic given `seed` (each example gets its own RNG seeded by (seed, example id),
+so a pair does not depend on which other examples or categories are in the build):
+
+1. Read the BFCL single-turn categories (`sources.read_bfcl`); unusable rows -> `quarantine.jsonl`.
+2. Assign each example a split (`splits.assign_split`; default: the paper's out-of-domain
+   protocol, train/validation = live categories, test = non-live ones).
+3. Per example, `negatives_per_type[error_type]` rejected calls of each error type
+   (`mutate.mutate`, verifier-checked to be wrong with exactly that type), at most
+   `max_negatives_per_example` of them (a seeded random subset of the types).
+4. A chosen call per pair: for splits listed in `chosen_variants_splits` (default train and
+   validation) an alternative acceptable form (`mutate.chosen_variants`: other acceptable values,
+   output surfaces, argument orders) so the RM cannot key on one canonical surface; elsewhere the
+   reference's canonical form as a JSON list (FC-RewardBench's chosen = BFCL ground truth; with
+   `chosen_surface=match_rejected` written in the rejected call's surface instead). Every
+   chosen is re-verified correct; a pair whose chosen fails is dropped and counted.
+5. Caps: at most `max_pairs_per_type` pairs per (split, error type), a seeded random subset.
+6. Obfuscation: `obfuscate_train` extra copies of every train pair with random function/parameter
+   names (augmentation against memorisation), and with `obfuscate_test` one obfuscated copy of
+   every test pair under split `test_obfuscated` (the held-out-with-obfuscated-names number).
+   Obfuscated pairs are re-verified (chosen correct, rejected wrong with the same type).
+7. Write `pairs.parquet` (+ `pairs.jsonl`) via `pairs.write_pairs` — one set, all splits, `split`
+   column — plus `stats.json` (config, counts, timings) and print count tables.
+
+Accounting (in `stats.json`, checked before writing):
+examples_read = examples_used + examples_without_negative + examples_unassigned
+                + examples_not_sampled, and rows_read = examples_read + quarantined.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fcrm_ray.config import ConfigError, config_arg_parser, load_config, to_dict
+from fcrm_ray.data.pairs import pair_id, write_pairs
+from fcrm_ray.data.quarantine import Quarantine
+from fcrm_ray.data.sources import ReadStats, read_bfcl
+from fcrm_ray.data.splits import SplitConfig, assign_split, unit_hash
+from fcrm_ray.paths import BFCL_SINGLE_TURN
+from fcrm_ray.toolcall.schema import ERROR_TYPES, Example, calls_to_text, reference_to_bfcl
+
+TEST_OBFUSCATED = "test_obfuscated"
+
+
+@dataclass
+class BenchConfig:
+    out: str = ""  # output dir (also `--out`)
+    categories: list[str] = field(default_factory=lambda: list(BFCL_SINGLE_TURN))
+    data_dir: str = ""  # BFCL data folder; empty = the installed bfcl-eval wheel's
+    max_examples_per_category: int = 0  # 0 = all; else a seeded random subset per category
+    seed: int = 0
+    # rejected calls per example per error type (types missing here get 0)
+    negatives_per_type: dict[str, int] = field(default_factory=lambda: {t: 1 for t in ERROR_TYPES})
+    max_negatives_per_example: int = 0  # 0 = no cap
+    max_pairs_per_type: int = 0  # per (split, error type); 0 = no cap
+    splits: SplitConfig = field(default_factory=SplitConfig)
+    chosen_variants_splits: list[str] = field(default_factory=lambda: ["train", "validation"])
+    # chosen in the other splits: `canonical_json` (FC-RewardBench: BFCL ground truth as a JSON list)
+    # or `match_rejected` (the same canonical calls written in the rejected call's surface, so a
+    # scorer that sees raw text cannot tell the sides apart by format)
+    chosen_surface: str = "canonical_json"
+    obfuscate_train: int = 1  # extra obfuscated copies of every train pair (0 = none)
+    obfuscate_test: bool = True  # add split `test_obfuscated`
+    jsonl: bool = True  # also write pairs.jsonl next to pairs.parquet
+
+    def validate(self) -> None:
+        unknown = sorted(set(self.negatives_per_type) - set(ERROR_TYPES))
+        if unknown:
+            raise ConfigError(f"config key `negatives_per_type`: unknown error types {unknown}; expected {list(ERROR_TYPES)}")
+        bad = [k for k, v in self.negatives_per_type.items() if v < 0]
+        if bad:
+            raise ConfigError(f"config key `negatives_per_type.{bad[0]}` must be >= 0")
+        if not self.categories:
+            raise ConfigError("config key `categories` must list at least one BFCL category")
+        for key in ("max_examples_per_category", "max_negatives_per_example", "max_pairs_per_type", "obfuscate_train"):
+            if getattr(self, key) < 0:
+                raise ConfigError(f"config key `{key}` must be >= 0")
+        if self.chosen_surface not in ("canonical_json", "match_rejected"):
+            raise ConfigError(f"config key `chosen_surface`: expected canonical_json|match_rejected, got {self.chosen_surface!r}")
+        bad_splits = sorted(set(self.chosen_variants_splits) - {"train", "validation", "test"})
+        if bad_splits:
+            raise ConfigError(f"config key `chosen_variants_splits`: unknown splits {bad_splits}")
+
+
+# ----------------------------------------------------------------------------------------------
+# Pair construction
+# ----------------------------------------------------------------------------------------------
+
+
+def canonical_chosen(example: Example) -> str:
+    """The reference's first acceptable form as a canonical JSON list of calls."""
+    return calls_to_text(r.canonical_call() for r in example.reference)
+
+
+def _row(example: Example, split: str, chosen: str, rejected: str, error_type: str, generator: str,
+         obfuscated: bool, id_salt: str = "") -> dict:
+    return {
+        "id": pair_id(example.id + id_salt, rejected, generator),
+        "source": example.source or "bfcl",
+        "example_id": example.id,
+        "category": example.category,
+        "tools": json.dumps([t.to_dict() for t in example.tools], ensure_ascii=False),
+        "conversation": json.dumps(example.conversation, ensure_ascii=False),
+        "reference": json.dumps(reference_to_bfcl(example.reference), ensure_ascii=False),
+        "chosen_output": chosen,
+        "rejected_output": rejected,
+        "error_type": error_type,
+        "generator": generator,
+        "obfuscated": obfuscated,
+        "split": split,
+    }
+
+
+def example_pairs(example: Example, split: str, cfg: BenchConfig, counters: Counter) -> list[dict]:
+    """Plain (not obfuscated) pairs of one example; counters get drop reasons."""
+    from fcrm_ray.toolcall.mutate import chosen_variants, mutate
+    from fcrm_ray.toolcall.verify import verify
+
+    rng = random.Random(f"fcrm-bench:{cfg.seed}:{example.id}")
+    muts = []
+    for et in ERROR_TYPES:
+        n = cfg.negatives_per_type.get(et, 0)
+        if n:
+            muts.extend(mutate(example, et, rng, n))
+    if cfg.max_negatives_per_example and len(muts) > cfg.max_negatives_per_example:
+        counters["negatives_over_example_cap"] += len(muts) - cfg.max_negatives_per_example
+        muts.sort(key=lambda m: unit_hash(cfg.seed, f"{example.id}\x00{m.error_type}\x00{m.text}"))
+        muts = muts[: cfg.max_negatives_per_example]
+    if not muts:
+        return []
+    canonical = canonical_chosen(example)
+    chosen = [canonical] * len(muts)
+    if split in cfg.chosen_variants_splits:
+        variants = chosen_variants(example, rng, len(muts))
+        if variants:
+            chosen = [variants[i % len(variants)] for i in range(len(muts))]
+            counters["chosen_from_variants"] += len(muts)
+        else:
+            counters["chosen_canonical_no_variant"] += len(muts)
+    elif cfg.chosen_surface == "match_rejected":
+        from fcrm_ray.toolcall.mutate import detect_style, format_calls
+
+        calls = [r.canonical_call() for r in example.reference]
+        chosen = [format_calls(calls, detect_style(m.text) or "json") for m in muts]
+        counters["chosen_canonical_matched_surface"] += len(muts)
+    else:
+        counters["chosen_canonical"] += len(muts)
+    rows = []
+    ok_cache: dict[str, bool] = {}
+    for m, c in zip(muts, chosen):
+        if c not in ok_cache:
+            ok_cache[c] = verify(c, example.reference, example.tools).correct
+        if not ok_cache[c]:
+            counters["dropped_chosen_not_verified"] += 1
+            continue
+        rows.append(_row(example, split, c, m.text, m.error_type, f"mutation:{m.kind}", False))
+    return rows
+
+
+def obfuscated_copies(example: Example, rows: list[dict], copies: int, split: str, tag: str,
+                      seed: int, counters: Counter) -> list[dict]:
+    """`copies` obfuscated versions of the pairs of one example (one naming per copy, shared by all
+    pairs of the copy, as a benchmark item has one catalog). Labels are re-verified."""
+    from fcrm_ray.toolcall.obfuscate import obfuscate_example, obfuscate_output
+    from fcrm_ray.toolcall.verify import verify
+
+    out = []
+    for k in range(copies):
+        obf, mapping = obfuscate_example(example, f"{seed}:{example.id}:{tag}{k}")
+        for r in rows:
+            chosen = obfuscate_output(r["chosen_output"], mapping)
+            rejected = obfuscate_output(r["rejected_output"], mapping)
+            vc = verify(chosen, obf.reference, obf.tools)
+            vr = verify(rejected, obf.reference, obf.tools)
+            if not vc.correct or vr.correct or vr.error_type != r["error_type"]:
+                counters["dropped_obfuscation_changed_label"] += 1
+                continue
+            out.append(_row(obf, split, chosen, rejected, r["error_type"], r["generator"], True,
+                            id_salt=f"#obf:{tag}{k}"))
+    return out
+
+
+def _cap(rows: list[dict], cap: int, seed: int, counters: Counter) -> list[dict]:
+    """At most `cap` rows per (split, error type): the ones with the smallest seeded hash."""
+    if not cap:
+        return rows
+    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for r in rows:
+        groups[(r["split"], r["error_type"])].append(r)
+    keep: set[str] = set()
+    for key, grp in groups.items():
+        grp.sort(key=lambda r: unit_hash(seed, r["id"]))
+        keep.update(r["id"] for r in grp[:cap])
+        counters["pairs_over_type_cap"] += max(0, len(grp) - cap)
+    return [r for r in rows if r["id"] in keep]
+
+
+# ----------------------------------------------------------------------------------------------
+# Build
+# ----------------------------------------------------------------------------------------------
+
+
+def build(cfg: BenchConfig) -> dict:
+    """Build the pair set into `cfg.out`; returns the stats dict (also written to stats.json)."""
+    t0 = time.perf_counter()
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    qpath = out / "quarantine.jsonl"
+    qpath.unlink(missing_ok=True)  # Quarantine appends; a rebuild starts afresh
+    rstats = ReadStats()
+    counters: Counter = Counter()
+    per_cat_examples: dict[str, Counter] = defaultdict(Counter)
+    examples_by_cat: dict[str, list[Example]] = defaultdict(list)
+    with Quarantine(qpath) as q:
+        for ex in read_bfcl(cfg.categories, data_dir=cfg.data_dir or None, quarantine=q, stats=rstats):
+            examples_by_cat[ex.category].append(ex)
+        quarantine_counts = dict(q.counts)
+    qpath.touch()  # always present (empty = nothing quarantined), so consumers need not guess
+    rstats.check()
+    t_read = time.perf_counter()
+
+    plain: list[dict] = []
+    used: list[tuple[Example, str, list[dict]]] = []
+    for cat in cfg.categories:
+        exs = examples_by_cat.get(cat, [])
+        if cfg.max_examples_per_category and len(exs) > cfg.max_examples_per_category:
+            ranked = sorted(exs, key=lambda e: unit_hash(cfg.seed, f"sample\x00{e.id}"))
+            chosen_ids = {e.id for e in ranked[: cfg.max_examples_per_category]}
+            per_cat_examples[cat]["not_sampled"] += len(exs) - len(chosen_ids)
+            exs = [e for e in exs if e.id in chosen_ids]  # keep file order
+        for ex in exs:
+            split = assign_split(ex.id, ex.category, cfg.splits)
+            if split is None:
+                per_cat_examples[cat]["unassigned"] += 1
+                continue
+            rows = example_pairs(ex, split, cfg, counters)
+            if not rows:
+                per_cat_examples[cat]["without_negative"] += 1
+                continue
+            per_cat_examples[cat]["used"] += 1
+            plain.extend(rows)
+            used.append((ex, split, rows))
+    t_pairs = time.perf_counter()
+
+    plain = _cap(plain, cfg.max_pairs_per_type, cfg.seed, counters)
+    kept_ids = {r["id"] for r in plain}
+    extra: list[dict] = []
+    for ex, split, rows in used:
+        rows = [r for r in rows if r["id"] in kept_ids]
+        if not rows:
+            continue
+        if split == "train" and cfg.obfuscate_train:
+            extra.extend(obfuscated_copies(ex, rows, cfg.obfuscate_train, "train", "train", cfg.seed, counters))
+        if split == "test" and cfg.obfuscate_test:
+            extra.extend(obfuscated_copies(ex, rows, 1, TEST_OBFUSCATED, "test", cfg.seed, counters))
+    t_obf = time.perf_counter()
+
+    all_rows, seen = [], set()
+    for r in plain + extra:
+        if r["id"] in seen:  # identical rejected text for one example and generator: keep one
+            counters["dropped_duplicate_id"] += 1
+            continue
+        seen.add(r["id"])
+        all_rows.append(r)
+    path = write_pairs(all_rows, out, "pairs", jsonl=cfg.jsonl)
+    t_write = time.perf_counter()
+
+    stats = _stats(cfg, rstats, quarantine_counts, per_cat_examples, counters, all_rows)
+    stats["seconds"] = {"read": round(t_read - t0, 3), "pairs": round(t_pairs - t_read, 3),
+                        "obfuscate": round(t_obf - t_pairs, 3), "write": round(t_write - t_obf, 3),
+                        "total": round(t_write - t0, 3)}
+    stats["files"] = {"pairs": str(path), "quarantine": str(qpath)}
+    (out / "stats.json").write_text(json.dumps(stats, indent=2, sort_keys=False) + "\n")
+    return stats
+
+
+def _stats(cfg, rstats: ReadStats, qcounts, per_cat_examples, counters, rows) -> dict:
+    ex_counts = Counter()
+    for c in per_cat_examples.values():
+        ex_counts.update(c)
+    examples = {
+        "rows_read": rstats.rows,
+        "quarantined": rstats.quarantined,
+        "examples_read": rstats.kept,
+        "examples_used": ex_counts["used"],
+        "examples_without_negative": ex_counts["without_negative"],
+        "examples_unassigned": ex_counts["unassigned"],
+        "examples_not_sampled": ex_counts["not_sampled"],
+    }
+    if examples["examples_read"] != (examples["examples_used"] + examples["examples_without_negative"]
+                                     + examples["examples_unassigned"] + examples["examples_not_sampled"]):
+        raise AssertionError(f"bench accounting broken: {examples}")
+    by_split_type: dict[str, Counter] = defaultdict(Counter)
+    by_cat_type: dict[str, Counter] = defaultdict(Counter)
+    examples_by_split: dict[str, set] = defaultdict(set)
+    for r in rows:
+        by_split_type[r["split"]][r["error_type"]] += 1
+        examples_by_split[r["split"]].add(r["example_id"])
+        if not r["obfuscated"]:
+            by_cat_type[r["category"]][r["error_type"]] += 1
+    return {
+        "config": to_dict(cfg),
+        "examples": examples,
+        "examples_by_category": {c: dict(v) for c, v in per_cat_examples.items()},
+        "read": rstats.to_dict(),
+        "quarantine_reasons": qcounts,
+        "pairs_total": len(rows),
+        "pairs_by_split": {s: sum(c.values()) for s, c in by_split_type.items()},
+        "examples_by_split": {s: len(v) for s, v in examples_by_split.items()},
+        "pairs_by_split_and_error_type": {s: dict(c) for s, c in by_split_type.items()},
+        "pairs_by_category_and_error_type": {c: dict(v) for c, v in by_cat_type.items()},
+        "counters": dict(counters),
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# CLI
+# ----------------------------------------------------------------------------------------------
+
+_SHORT = {
+    "incorrect_parameter_value": "param_value",
+    "incorrect_function_name": "func_name",
+    "incorrect_number_of_functions": "n_funcs",
+    "missing_optional_parameter": "miss_opt",
+    "missing_required_parameter": "miss_req",
+    "incorrect_parameter_type": "param_type",
+    "unexpected_parameter": "unexpected",
+    "incorrect_output_format": "format",
+}
+
+
+def print_tables(stats: dict, file=None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=file or sys.stdout, width=160)
+    for title, data, first in (("pairs by category x error type (plain pairs)", stats["pairs_by_category_and_error_type"], "category"),
+                               ("pairs by split x error type", stats["pairs_by_split_and_error_type"], "split")):
+        t = Table(title=title)
+        t.add_column(first)
+        for et in ERROR_TYPES:
+            t.add_column(_SHORT[et], justify="right")
+        t.add_column("total", justify="right", style="bold")
+        totals = Counter()
+        for key, c in data.items():
+            t.add_row(key, *[str(c.get(et, 0)) for et in ERROR_TYPES], str(sum(c.values())))
+            totals.update(c)
+        t.add_row("total", *[str(totals.get(et, 0)) for et in ERROR_TYPES], str(sum(totals.values())), style="bold")
+        console.print(t)
+    ex = stats["examples"]
+    console.print(
+        f"rows read {ex['rows_read']} = examples {ex['examples_read']} + quarantined {ex['quarantined']}; examples: "
+        f"used {ex['examples_used']}, without negative {ex['examples_without_negative']}, unassigned "
+        f"{ex['examples_unassigned']}, not sampled {ex['examples_not_sampled']}")
+    console.print(f"pairs {stats['pairs_total']} -> {stats['files']['pairs']} in {stats['seconds']['total']:.1f}s; "
+                  f"dropped/capped: { {k: v for k, v in stats['counters'].items() if k.startswith(('dropped', 'pairs_over', 'negatives_over'))}}")
+
+
+def main(argv: list[str] | None = None, prog: str = "fcrm bench build") -> int:
+    parser = config_arg_parser(prog, "Build an FC-RewardBench-format pair set from BFCL with mutation negatives.")
+    parser.add_argument("--out", help="output directory (same as the `out=` key)")
+    args = parser.parse_args(argv)
+    overrides = list(args.overrides) + ([f"out={args.out}"] if args.out else [])
+    cfg = load_config(BenchConfig, args.config, overrides)
+    if not cfg.out:
+        raise ConfigError("config key `out` is required (or pass --out DIR)")
+    stats = build(cfg)
+    print_tables(stats)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+from collections import Counter
+
+import pytest
+
+from fcrm_ray.config import ConfigError, load_config
+from fcrm_ray.data.sources import read_bfcl
+from fcrm_ray.data.splits import SplitConfig, assign_split, assign_splits, split_counts, unit_hash
+from fcrm_ray.paths import BFCL_LIVE, BFCL_NON_LIVE
+from fcrm_ray.toolcall.schema import Example
+
+
+def _ex(i, cat):
+    return Example(id=f"{cat}_{i}", tools=[], conversation=[], reference=[], category=cat)
+
+
+def test_unit_hash_is_deterministic_and_seed_dependent():
+    assert unit_hash(0, "a") == unit_hash(0, "a")
+    assert unit_hash(0, "a") != unit_hash(1, "a")
+    assert all(0.0 <= unit_hash(3, str(i)) < 1.0 for i in range(200))
+
+
+def test_by_example_fractions_and_determinism():
+    cfg = SplitConfig(mode="by_example", seed=7, train_fraction=0.6, test_fraction=0.3)
+    ids = [f"ex{i}" for i in range(3000)]
+    a = [assign_split(i, "any", cfg) for i in ids]
+    assert a == [assign_split(i, "any", cfg) for i in reversed(ids)][::-1]  # order-independent
+    c = Counter(a)
+    assert set(c) == {"train", "validation", "test"}
+    assert abs(c["train"] / 3000 - 0.6) < 0.04 and abs(c["test"] / 3000 - 0.3) < 0.04
+    other = [assign_split(i, "any", SplitConfig(mode="by_example", seed=8, train_fraction=0.6, test_fraction=0.3)) for i in ids]
+    assert other != a  # the seed matters
+
+
+def test_default_is_out_of_domain_by_category():
+    cfg = SplitConfig()
+    exs = [_ex(i, c) for c in BFCL_LIVE + BFCL_NON_LIVE for i in range(100)]
+    got = assign_splits(exs, cfg)
+    for e in exs:
+        s = got[e.id]
+        if e.category in BFCL_NON_LIVE:
+            assert s == "test"
+        else:
+            assert s in ("train", "validation")
+    c = split_counts(got)
+    assert c["validation"] > 0 and c["train"] > c["validation"]
+    assert assign_split("x", "simple_java", cfg) in ("train", "validation")  # empty train list = the rest
+    assert split_counts({"x": None})["unassigned"] == 1
+
+
+def test_every_example_in_exactly_one_split_on_real_bfcl():
+    exs = list(read_bfcl())
+    got = assign_splits(exs)
+    assert len(got) == len(exs)  # BFCL ids are unique: one split each
+    by_split = {}
+    for eid, s in got.items():
+        by_split.setdefault(s, set()).add(eid)
+    assert set(by_split) == {"train", "validation", "test"}
+    assert not (by_split["train"] & by_split["test"]) and not (by_split["train"] & by_split["validation"])
+    assert {e.category for e in exs if got[e.id] == "test"} == set(BFCL_NON_LIVE)
+
+
+def test_conflicting_categories_for_one_id_is_an_error():
+    with pytest.raises(ValueError, match="appears in categories"):
+        assign_splits([_ex(1, "live_simple"), Example(id="live_simple_1", tools=[], conversation=[], reference=[], category="multiple")])
+
+
+def test_config_validation_names_the_key():
+    with pytest.raises(ConfigError, match="splits.mode"):
+        load_config(SplitConfig, overrides=["mode=nope"])
+    with pytest.raises(ConfigError, match="in both"):
+        load_config(SplitConfig, overrides=["train_categories=[a,b]", "test_categories=[b]"])
+
+
+def test_keyword_api_used_by_generate():
+    ex = _ex(3, "live_multiple")
+    assert assign_split(ex) == assign_split(ex.id, "live_multiple")
+    assert assign_split(_ex(3, "multiple"), strategy="out_of_domain") == "test"
+    # out_of_domain with only test categories named: everything else (even non-BFCL) is train/val
+    assert assign_split(_ex(1, "xlam"), strategy="out_of_domain", test_categories=["multiple"]) in ("train", "validation")
+    assert assign_split(_ex(1, "multiple"), strategy="out_of_domain", test_categories=["multiple"]) == "test"
+    got = Counter(assign_split(_ex(i, "xlam"), strategy="random", validation_fraction=0.2, test_fraction=0.3, seed=1)
+                  for i in range(3000))
+    assert abs(got["validation"] / 3000 - 0.2) < 0.04 and abs(got["test"] / 3000 - 0.3) < 0.04
+    with pytest.raises(ConfigError, match="splits.mode"):
+        assign_split(ex, strategy="nope")
+    named = SplitConfig(train_categories=["live_simple"])
+    assert assign_split(_ex(1, "live_multiple"), cfg=named) is None
