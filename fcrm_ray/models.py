@@ -1,0 +1,270 @@
+"""Reward models as standard Hugging Face checkpoints: load, initialise, forward, tiny test builds.
+
+A reward model here is always an `AutoModelForSequenceClassification` with `num_labels=1` saved
+with `save_pretrained` (plus its tokenizer), so transformers and vLLM's pooling runner load it with
+no custom code. For causal LMs transformers reads the score at the last token that is not
+`config.pad_token_id` (works with left and right padding), so the pad token is always set and
+`config.pad_token_id` always agrees with the tokenizer. Encoders (BERT/MiniLM) pool the `[CLS]`
+token instead.
+
+`build_tiny_qwen3_rm` / `build_tiny_bert_rm` make random-init 2-layer models with tokenizers
+trained locally (no hub) for tests and CPU demos.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+from fcrm_ray.paths import resolve_model_path
+
+
+class RewardModelError(ValueError):
+    """A model folder that cannot be used as (or turned into) a reward model."""
+
+
+_DTYPES = ("float32", "bfloat16", "float16")
+
+
+def _torch_dtype(dtype: str):
+    import torch
+
+    if dtype not in _DTYPES:
+        raise RewardModelError(f"dtype must be one of {_DTYPES}, got {dtype!r}")
+    return getattr(torch, dtype)
+
+
+def _read_config(path: str) -> dict:
+    p = Path(path)
+    if not (p / "config.json").is_file():
+        raise RewardModelError(f"{path}: not a model folder (no config.json)")
+    return json.loads((p / "config.json").read_text())
+
+
+def check_reward_model_dir(path: str) -> dict:
+    """Raise RewardModelError unless `path` holds a `*ForSequenceClassification` with one label."""
+    cfg = _read_config(path)
+    archs = cfg.get("architectures") or []
+    if not any(a.endswith("ForSequenceClassification") for a in archs):
+        raise RewardModelError(
+            f"{path}: not a reward model (architectures={archs}); expected a *ForSequenceClassification "
+            "checkpoint with num_labels=1 (train one with `fcrm train`)")
+    n = len(cfg.get("id2label") or {}) or cfg.get("num_labels", 2)
+    if n != 1:
+        raise RewardModelError(f"{path}: sequence classifier has {n} labels; a reward model has num_labels=1")
+    return cfg
+
+
+def prepare_tokenizer(tokenizer: Any, model: Any | None = None) -> Any:
+    """Make sure a pad token exists (EOS for causal LMs without one) and the model agrees on it."""
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is not None:
+            tokenizer.pad_token = tokenizer.eos_token
+        elif tokenizer.unk_token is not None:
+            tokenizer.pad_token = tokenizer.unk_token
+        else:
+            raise RewardModelError("tokenizer has neither a pad, eos nor unk token to pad with")
+    if model is not None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    return tokenizer
+
+
+def load_reward_model(path: str, dtype: str = "float32", device: str = "cpu", trust_remote_code: bool = False):
+    """(model, tokenizer) of a trained reward model; errors before any scoring if `path` is not one."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    path = resolve_model_path(str(path))
+    check_reward_model_dir(path)
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        path, num_labels=1, dtype=_torch_dtype(dtype), trust_remote_code=trust_remote_code)
+    prepare_tokenizer(tokenizer, model)
+    model.to(device).eval()
+    return model, tokenizer
+
+
+def init_reward_model(backbone_path: str, dtype: str = "float32", trust_remote_code: bool = False):
+    """(model, tokenizer) with a fresh scalar head on a backbone (causal LM or encoder), or the
+    weights of an existing reward model if `backbone_path` already is one (continued training)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    path = resolve_model_path(str(backbone_path))
+    _read_config(path)
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    model = AutoModelForSequenceClassification.from_pretrained(
+        path, num_labels=1, dtype=_torch_dtype(dtype), trust_remote_code=trust_remote_code)
+    if model.config.num_labels != 1:
+        raise RewardModelError(f"{path}: could not set num_labels=1 (got {model.config.num_labels})")
+    # Single-label regression head: keep the saved config unambiguous for loaders.
+    model.config.problem_type = "regression"
+    model.config.id2label = {0: "reward"}
+    model.config.label2id = {"reward": 0}
+    prepare_tokenizer(tokenizer, model)
+    return model, tokenizer
+
+
+def forward_rewards(model: Any, input_ids: Any, attention_mask: Any):
+    """Scalar reward per row: tensor[batch] (float32)."""
+    out = model(input_ids=input_ids, attention_mask=attention_mask)
+    return out.logits.squeeze(-1).float()
+
+
+def encode_for_reward(tokenizer: Any, prompt: str, completion: str, max_length: int,
+                      min_prompt_tokens: int = 8) -> tuple[list[int] | None, bool]:
+    """Token ids of `prompt + completion` within `max_length`, keeping the whole completion (the
+    candidate call) and cutting the prompt from the left (the catalog side).
+
+    Returns (ids, truncated); ids is None if the completion alone leaves fewer than
+    `min_prompt_tokens` for the prompt (the row is unusable). Special tokens ([CLS]/[SEP] for
+    encoders) are added around the concatenation as the tokenizer would."""
+    # verbose=False: the untruncated prompt may exceed model_max_length; we cut it below
+    p_ids = tokenizer(prompt, add_special_tokens=False, verbose=False)["input_ids"]
+    c_ids = tokenizer(completion, add_special_tokens=False, verbose=False)["input_ids"]
+    n_special = _num_special(tokenizer)
+    room = max_length - n_special - len(c_ids)
+    if room < min(min_prompt_tokens, len(p_ids)) or not c_ids:
+        return None, False
+    truncated = len(p_ids) > room
+    if truncated:
+        p_ids = p_ids[len(p_ids) - room:]
+    return _with_special(tokenizer, p_ids + c_ids), truncated
+
+
+def special_wrap(tokenizer: Any) -> tuple[list[int], list[int]]:
+    """(prefix, suffix) ids the tokenizer adds around a single sequence ([CLS]/[SEP] for BERT,
+    nothing for Qwen), found by encoding a probe with and without special tokens (transformers 5
+    no longer exposes this uniformly through `build_inputs_with_special_tokens`)."""
+    cached = getattr(tokenizer, "_fcrm_special_wrap", None)
+    if cached is not None:
+        return cached
+    probe = "reward"
+    with_sp = list(tokenizer(probe, add_special_tokens=True)["input_ids"])
+    plain = list(tokenizer(probe, add_special_tokens=False)["input_ids"])
+    wrap: tuple[list[int], list[int]] = ([], [])
+    for i in range(len(with_sp) - len(plain) + 1):
+        if with_sp[i:i + len(plain)] == plain:
+            wrap = (with_sp[:i], with_sp[i + len(plain):])
+            break
+    try:
+        tokenizer._fcrm_special_wrap = wrap
+    except AttributeError:
+        pass
+    return wrap
+
+
+def _num_special(tokenizer: Any) -> int:
+    pre, post = special_wrap(tokenizer)
+    return len(pre) + len(post)
+
+
+def _with_special(tokenizer: Any, ids: list[int]) -> list[int]:
+    pre, post = special_wrap(tokenizer)
+    return pre + list(ids) + post
+
+
+# --- tiny models for tests ---------------------------------------------------------------------
+
+_CORPUS = [
+    "What is the weather in Paris? Use celsius. get_weather(city=\"Paris\", unit=\"celsius\")",
+    "Find the area of a triangle with base 10 and height 5. calculate_triangle_area(base=10, height=5)",
+    "[TOOLS] [USER] [CALL] [SYSTEM] [ASSISTANT] [TOOL] string integer number boolean array object",
+    '{"name": "get_weather", "arguments": {"city": "Paris"}} {"type": "function", "function": {}}',
+    "required optional description parameters properties enum default true false null",
+    "Book a flight from New York to London on 2024-05-01 for 2 adults. book_flight(origin, destination, date)",
+    "You may call one or more functions to assist with the user query. <tools></tools> <tool_call>",
+    "0123456789 abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ _-.,:;()[]{}<>=\"'?!/\\|+*&%$#@",
+]
+
+# A compact Qwen-style (ChatML + Hermes tool calls) template that renders `tools` and
+# assistant `tool_calls`, so tiny test models exercise the tool-aware rendering path.
+QWEN_STYLE_TEMPLATE = (
+    "{% if tools %}<|im_start|>system\n"
+    "{% if messages and messages[0].role == 'system' %}{{ messages[0].content }}\n\n{% endif %}"
+    "# Tools\n\nYou may call one or more functions to assist with the user query.\n<tools>"
+    "{% for tool in tools %}{{ '\\n' }}{{ tool | tojson }}{% endfor %}{{ '\\n' }}</tools><|im_end|>\n"
+    "{% elif messages and messages[0].role == 'system' %}<|im_start|>system\n{{ messages[0].content }}<|im_end|>\n"
+    "{% endif %}"
+    "{% for message in messages %}"
+    "{% if message.role == 'user' %}<|im_start|>user\n{{ message.content }}<|im_end|>\n"
+    "{% elif message.role == 'assistant' %}<|im_start|>assistant\n{{ message.content or '' }}"
+    "{% for tc in (message.tool_calls or []) %}{% set fn = tc.function if tc.function is defined else tc %}"
+    "\n<tool_call>\n{\"name\": \"{{ fn.name }}\", \"arguments\": "
+    "{{ fn.arguments if fn.arguments is string else (fn.arguments | tojson) }}}\n</tool_call>"
+    "{% endfor %}<|im_end|>\n"
+    "{% elif message.role == 'tool' %}<|im_start|>user\n<tool_response>\n{{ message.content }}\n</tool_response><|im_end|>\n"
+    "{% endif %}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def _train_bpe(special: Sequence[str], vocab_size: int, corpus: Sequence[str]):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(special),
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(list(corpus), trainer=trainer)
+    return tok
+
+
+def build_tiny_qwen3_rm(out_dir: str | Path, hidden_size: int = 64, num_layers: int = 2, vocab_size: int = 600,
+                        seed: int = 0, corpus: Sequence[str] = ()) -> Path:
+    """A random-init 2-layer Qwen3ForSequenceClassification (num_labels=1) + a local byte-level BPE
+    tokenizer with a tool-aware chat template, saved to `out_dir`."""
+    import torch
+    from transformers import PreTrainedTokenizerFast, Qwen3Config, Qwen3ForSequenceClassification
+
+    out = Path(out_dir)
+    special = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<tool_call>", "</tool_call>",
+               "<tool_response>", "</tool_response>", "<think>", "</think>"]
+    tok = PreTrainedTokenizerFast(tokenizer_object=_train_bpe(special, vocab_size, list(_CORPUS) + list(corpus)),
+                                  eos_token="<|im_end|>", pad_token="<|endoftext|>", unk_token=None)
+    tok.chat_template = QWEN_STYLE_TEMPLATE
+    torch.manual_seed(seed)
+    cfg = Qwen3Config(vocab_size=len(tok), hidden_size=hidden_size, intermediate_size=2 * hidden_size,
+                      num_hidden_layers=num_layers, num_attention_heads=4, num_key_value_heads=2,
+                      head_dim=hidden_size // 4, max_position_embeddings=4096, num_labels=1,
+                      pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, bos_token_id=None,
+                      tie_word_embeddings=False, id2label={0: "reward"}, label2id={"reward": 0},
+                      problem_type="regression")
+    model = Qwen3ForSequenceClassification(cfg)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+def build_tiny_bert_rm(out_dir: str | Path, hidden_size: int = 32, num_layers: int = 2, vocab_size: int = 400,
+                       seed: int = 0, corpus: Sequence[str] = ()) -> Path:
+    """A random-init 2-layer BertForSequenceClassification (num_labels=1) + a local WordPiece
+    tokenizer (`[CLS] ... [SEP]`, no chat template, so the plain-text rendering is used)."""
+    import torch
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast
+
+    out = Path(out_dir)
+    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    wp = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    wp.normalizer = normalizers.BertNormalizer(lowercase=True)
+    wp.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    wp.decoder = decoders.WordPiece()
+    wp.train_from_iterator(list(_CORPUS) + list(corpus),
+                           trainer=trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=special,
+                                                             show_progress=False))
+    cls_id, sep_id = wp.token_to_id("[CLS]"), wp.token_to_id("[SEP]")
+    wp.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]", special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)])
+    tok = PreTrainedTokenizerFast(tokenizer_object=wp, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]",
+                                  sep_token="[SEP]", mask_token="[MASK]", model_max_length=512)
+    torch.manual_seed(seed)
+    cfg = BertConfig(vocab_size=len(tok), hidden_size=hidden_size, num_hidden_layers=num_layers,
+                     num_attention_heads=2, intermediate_size=2 * hidden_size, max_position_embeddings=512,
+                     num_labels=1, pad_token_id=tok.pad_token_id, id2label={0: "reward"},
+                     label2id={"reward": 0}, problem_type="regression")
+    model = BertForSequenceClassification(cfg)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out

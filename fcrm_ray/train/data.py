@@ -1,0 +1,170 @@
+"""Pair rows -> token ids for reward-model training, and the batches the loop consumes.
+
+- `tokenize_pair`: render chosen and rejected with the one renderer (`toolcall.render`), encode
+  each as prompt + call within `max_length`, cutting the prompt from the left (the catalog side)
+  and never the call; truncations are counted. Rows that cannot be used get a `status` instead of
+  ids: `empty_call`, `non_utf8`, `over_long`, `identical_rendering`, `render_error`.
+- `tokenize_batch`: the same over a Ray Data batch (pyarrow in, pyarrow out), used with
+  `map_batches` so tokenisation streams and scales with the cluster.
+- `length_grouped_batches`: shuffled micro-batches whose members have similar lengths (sort within
+  windows of `group_size` batches, then shuffle batch order), so padding stays small.
+- `collate_pairs`: chosen rows then rejected rows in ONE padded tensor, so a pair is scored by a
+  single forward pass (`rewards[:B]` vs `rewards[B:]`).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import random
+from collections import Counter
+from typing import Any, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from fcrm_ray.models import encode_for_reward
+from fcrm_ray.toolcall.render import render
+
+STATUS_OK = "ok"
+REJECT_REASONS = ("empty_call", "non_utf8", "over_long", "identical_rendering", "render_error")
+META_COLUMNS = ("id", "error_type", "category", "source", "generator", "obfuscated")
+
+
+@functools.lru_cache(maxsize=4)
+def load_tokenizer(path: str, trust_remote_code: bool = False):
+    """Tokenizer of a model folder, pad token set (cached per process for Ray Data tasks)."""
+    from transformers import AutoTokenizer
+
+    from fcrm_ray.models import prepare_tokenizer
+    from fcrm_ray.paths import resolve_model_path
+
+    return prepare_tokenizer(AutoTokenizer.from_pretrained(resolve_model_path(path), trust_remote_code=trust_remote_code))
+
+
+def _is_bad_text(text: str) -> bool:
+    """Undecodable bytes show up as U+FFFD (read_pairs decodes with errors=replace) or as lone
+    surrogates (which the tokenizer cannot encode)."""
+    if "\ufffd" in text or "\\ufffd" in text.lower():  # raw or JSON-escaped replacement char
+        return True
+    if "\\ud" in text.lower():  # JSON-escaped surrogates decode to lone surrogates
+        try:
+            json.dumps(json.loads(text), ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        except ValueError:  # not JSON: a literal backslash sequence, judged as plain text below
+            pass
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def tokenize_pair(row: Mapping, tokenizer: Any, max_length: int, min_prompt_tokens: int = 16) -> dict:
+    """One pair row -> {status, detail, chosen_ids, rejected_ids, truncated, n_tokens, *meta}."""
+    out = {c: row.get(c) for c in META_COLUMNS}
+    out.update(status=STATUS_OK, detail="", chosen_ids=[], rejected_ids=[], truncated=False, n_tokens=0)
+
+    def bad(status: str, detail: str = "") -> dict:
+        out.update(status=status, detail=detail)
+        return out
+
+    chosen, rejected = row.get("chosen_output"), row.get("rejected_output")
+    for name, text in (("chosen_output", chosen), ("rejected_output", rejected)):
+        if not isinstance(text, str) or not text.strip() or text.strip() in ("[]", "{}", "null"):
+            return bad("empty_call", name)
+    for name in ("tools", "conversation", "chosen_output", "rejected_output"):
+        if isinstance(row.get(name), str) and _is_bad_text(row[name]):
+            return bad("non_utf8", name)
+    try:
+        rc = render(tokenizer, row["tools"], row["conversation"], chosen)
+        rr = render(tokenizer, row["tools"], row["conversation"], rejected)
+    except Exception as e:  # a row the renderer cannot handle is quarantined, never a crash mid-epoch
+        return bad("render_error", f"{type(e).__name__}: {e}"[:300])
+    if rc.text == rr.text:
+        # e.g. an `incorrect_output_format` rejection that parses to the same calls: canonical
+        # rendering removes the only difference, so the pair teaches nothing.
+        return bad("identical_rendering")
+    c_ids, c_trunc = encode_for_reward(tokenizer, rc.prompt, rc.completion, max_length, min_prompt_tokens)
+    r_ids, r_trunc = encode_for_reward(tokenizer, rr.prompt, rr.completion, max_length, min_prompt_tokens)
+    if c_ids is None or r_ids is None:
+        return bad("over_long", "chosen" if c_ids is None else "rejected")
+    out.update(chosen_ids=c_ids, rejected_ids=r_ids, truncated=bool(c_trunc or r_trunc),
+               n_tokens=len(c_ids) + len(r_ids))
+    return out
+
+
+def tokenize_batch(batch, tokenizer_path: str, max_length: int, min_prompt_tokens: int = 16,
+                   trust_remote_code: bool = False):
+    """Ray Data `map_batches` function (batch_format="pyarrow")."""
+    import pyarrow as pa
+
+    tok = load_tokenizer(tokenizer_path, trust_remote_code)
+    rows = [tokenize_pair(r, tok, max_length, min_prompt_tokens) for r in batch.to_pylist()]
+    return pa.Table.from_pylist(rows, schema=tokenized_schema())
+
+
+def tokenized_schema():
+    import pyarrow as pa
+
+    fields = [(c, pa.bool_() if c == "obfuscated" else pa.string()) for c in META_COLUMNS]
+    fields += [("status", pa.string()), ("detail", pa.string()), ("chosen_ids", pa.list_(pa.int32())),
+               ("rejected_ids", pa.list_(pa.int32())), ("truncated", pa.bool_()), ("n_tokens", pa.int64())]
+    return pa.schema(fields)
+
+
+def count_statuses(rows: Sequence[Mapping]) -> Counter:
+    return Counter(r["status"] for r in rows)
+
+
+# --- batching ----------------------------------------------------------------------------------
+
+def length_grouped_batches(lengths: Sequence[int], batch_size: int, group_size: int, seed: int,
+                           drop_last: bool = True) -> list[list[int]]:
+    """Indices into `lengths` as micro-batches: shuffle, sort by length inside windows of
+    `batch_size * group_size`, cut into batches, shuffle the batches (deterministic in `seed`)."""
+    rng = random.Random(seed)
+    idx = list(range(len(lengths)))
+    rng.shuffle(idx)
+    window = batch_size * group_size
+    batches = []
+    for start in range(0, len(idx), window):
+        chunk = sorted(idx[start:start + window], key=lambda i: -lengths[i])
+        batches += [chunk[i:i + batch_size] for i in range(0, len(chunk), batch_size)]
+    if drop_last:
+        batches = [b for b in batches if len(b) == batch_size]
+    rng.shuffle(batches)
+    return batches
+
+
+def eval_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Deterministic length-sorted batches over all rows (no drops) for evaluation."""
+    idx = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    return [idx[i:i + batch_size] for i in range(0, len(idx), batch_size)]
+
+
+def collate_pairs(examples: Sequence[Mapping], pad_id: int) -> dict:
+    """[chosen_0..chosen_{B-1}, rejected_0..rejected_{B-1}] right-padded into one batch."""
+    import torch
+
+    seqs = [np.asarray(e["chosen_ids"]) for e in examples] + [np.asarray(e["rejected_ids"]) for e in examples]
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, :len(s)] = torch.as_tensor(s, dtype=torch.long)
+        mask[i, :len(s)] = 1
+    return {"input_ids": ids, "attention_mask": mask, "num_pairs": len(examples)}
+
+
+def cycle_epochs(n_rows_lengths: Sequence[int], batch_size: int, group_size: int, seed: int,
+                 start_epoch: int = 0) -> Iterator[tuple[int, list[int]]]:
+    """(epoch, batch indices) forever, one fresh length-grouped shuffle per epoch."""
+    epoch = start_epoch
+    while True:
+        batches = length_grouped_batches(n_rows_lengths, batch_size, group_size, seed + 1000 * epoch)
+        if not batches:
+            raise ValueError(f"fewer training pairs on this worker ({len(n_rows_lengths)}) than one micro-batch ({batch_size})")
+        for b in batches:
+            yield epoch, b
+        epoch += 1

@@ -1,0 +1,487 @@
+"""The per-worker training function that Ray Train runs on every worker.
+
+Phases: set up (threads, seed, model, engine) -> restore from `ray.train.get_checkpoint()` ->
+train (Bradley-Terry, chosen+rejected in one forward, length-grouped micro-batches, gradient
+accumulation) -> every `train.eval_every` steps a validation pass (accuracy overall and per
+error type) and a checkpoint reported with `ray.train.report` -> at the end, full validation and
+test passes and a consolidated standard HF checkpoint (`hf/`) in the last reported checkpoint.
+
+Engines (`train.strategy`): `deepspeed` (ZeRO from `deepspeed_config.py`; the same code on CUDA
+and on DeepSpeed's CPU accelerator), `ddp` (torch DDP through `ray.train.torch.prepare_model`),
+`single` (one worker, plain module: the fastest CPU path for one process).
+
+Every rank holds its shard of the train set in memory (token ids only) and cycles through it, so
+all ranks take exactly the same number of steps (ZeRO-3's collectives deadlock otherwise). Eval
+sets are not split by Ray; each rank scores rows `rank::world` and the results are all-gathered.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+CKPT_META = "meta.json"
+HF_DIR = "hf"
+DS_DIR = "ds"
+DS_TAG = "state"
+TORCH_STATE = "state.pt"
+
+
+# --- small distributed helpers (no-ops on one process) -------------------------------------------
+
+def _dist():
+    import torch.distributed as dist
+
+    return dist if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1 else None
+
+
+def _all_reduce_int(value: int, op: str) -> int:
+    import torch
+
+    dist = _dist()
+    if dist is None:
+        return value
+    t = torch.tensor([value], dtype=torch.long, device=_comm_device())
+    dist.all_reduce(t, op=dist.ReduceOp.MIN if op == "min" else dist.ReduceOp.MAX)
+    return int(t.item())
+
+
+def _all_gather(obj: Any) -> list:
+    dist = _dist()
+    if dist is None:
+        return [obj]
+    out: list = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def _comm_device():
+    import torch
+    import torch.distributed as dist
+
+    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
+# --- metrics -------------------------------------------------------------------------------------
+
+def summarize_scores(records: Sequence[dict]) -> dict:
+    """records: {error_type, category, generator, chosen, rejected} -> accuracy overall / per
+    error type / per category / per generator, and reward statistics."""
+    out: dict[str, Any] = {"n": len(records)}
+    if not records:
+        return out
+    rc = np.array([r["chosen"] for r in records], dtype=np.float64)
+    rr = np.array([r["rejected"] for r in records], dtype=np.float64)
+    win = rc > rr
+    allr = np.concatenate([rc, rr])
+    out.update(accuracy=float(win.mean()), margin=float((rc - rr).mean()),
+               reward_mean=float(allr.mean()), reward_std=float(allr.std()),
+               reward_chosen_mean=float(rc.mean()), reward_rejected_mean=float(rr.mean()))
+    for key in ("error_type", "category", "generator"):
+        groups: dict[str, list[bool]] = defaultdict(list)
+        for r, w in zip(records, win):
+            groups[str(r.get(key) or "unknown")].append(bool(w))
+        out[f"by_{key}"] = {k: {"n": len(v), "accuracy": float(np.mean(v))} for k, v in sorted(groups.items())}
+    return out
+
+
+# --- the worker function -------------------------------------------------------------------------
+
+def train_loop_per_worker(loop_config: dict) -> None:
+    import ray.train
+    import torch
+
+    from fcrm_ray.train.config import config_from_dict
+
+    cfg = config_from_dict(loop_config["cfg"])
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    if cfg.train.num_threads:
+        torch.set_num_threads(cfg.train.num_threads)
+    torch.manual_seed(cfg.train.seed + rank)
+
+    trainer = _WorkerTrainer(cfg, loop_config, rank, world)
+    trainer.run()
+
+
+class _WorkerTrainer:
+    """State of one worker's run; methods are the phases of the recipe."""
+
+    def __init__(self, cfg, loop_config: dict, rank: int, world: int):
+        self.cfg, self.rank, self.world = cfg, rank, world
+        self.model_path = loop_config["model_path"]
+        self.run_name = loop_config.get("run_name", cfg.ckpt.name)
+        self.dataset_names = set(loop_config.get("datasets", ["train", "validation", "test"]))
+        self.wandb_dir = loop_config.get("wandb_dir")
+        self.history: list[dict] = []
+        self.step = 0
+
+    # setup ---------------------------------------------------------------------------------
+    def _load_rows(self, name: str, cap: int = 0) -> list[dict]:
+        import ray.train
+
+        if name not in self.dataset_names:  # get_dataset_shard raises for datasets not passed in
+            return []
+        shard = ray.train.get_dataset_shard(name)
+        rows = [dict(r) for r in shard.iter_rows()]
+        rows.sort(key=lambda r: r["id"])  # shard order varies between attempts; make it deterministic
+        return rows[:cap] if cap else rows
+
+    def _build_model(self):
+        import torch
+
+        from fcrm_ray.models import init_reward_model
+
+        cfg = self.cfg
+        self.ds_config = None
+        if cfg.train.strategy == "deepspeed":
+            from transformers import AutoConfig
+
+            from fcrm_ray.train.deepspeed_config import build_deepspeed_config
+
+            mcfg = AutoConfig.from_pretrained(self.model_path, trust_remote_code=cfg.model.trust_remote_code)
+            hidden = getattr(mcfg.get_text_config(), "hidden_size", None)
+            # no world_size: DeepSpeed derives train_batch_size itself (HfDeepSpeedConfig checks the
+            # batch arithmetic before deepspeed.comm knows the world size)
+            self.ds_config = build_deepspeed_config(cfg, hidden_size=hidden)
+        if self.ds_config is not None and cfg.deepspeed.zero_stage == 3 and cfg.scaling.use_gpu:
+            # While this object lives, `from_pretrained` builds the model under `deepspeed.zero.Init`:
+            # each rank materialises only its partition, so a 14B backbone never sits whole in
+            # every rank's memory. Kept on self: transformers holds it through a weak reference.
+            # GPU only: CPU runs use small models, and this path is not exercised by the CPU tests.
+            from transformers.integrations import HfDeepSpeedConfig
+
+            self._hf_ds_config = HfDeepSpeedConfig(self.ds_config)
+        model, tok = init_reward_model(self.model_path, dtype=cfg.dtype, trust_remote_code=cfg.model.trust_remote_code)
+        if cfg.model.gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            if hasattr(model.config, "use_cache"):
+                model.config.use_cache = False
+        self.pad_id = tok.pad_token_id
+        self.tokenizer = tok
+        return model
+
+    def _build_engine(self, model, total_steps: int):
+        import torch
+        from transformers import get_scheduler
+
+        cfg, t = self.cfg, self.cfg.train
+        warmup = int(round(t.warmup_ratio * total_steps))
+
+        def make_sched(opt):
+            return get_scheduler(t.lr_scheduler if t.lr_scheduler != "constant" else "constant_with_warmup",
+                                 optimizer=opt, num_warmup_steps=warmup, num_training_steps=total_steps)
+
+        if t.strategy == "deepspeed":
+            import deepspeed
+
+            engine, opt, _, sched = deepspeed.initialize(model=model, model_parameters=model.parameters(),
+                                                         config=self.ds_config, lr_scheduler=make_sched)
+            self.engine, self.optimizer, self.scheduler = engine, opt, sched
+            self.module = engine.module
+            return
+        import ray.train.torch
+
+        model = ray.train.torch.prepare_model(model) if t.strategy == "ddp" else model.to(ray.train.torch.get_device())
+        decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+        no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+        opt = torch.optim.AdamW([{"params": decay, "weight_decay": t.weight_decay},
+                                 {"params": no_decay, "weight_decay": 0.0}], lr=t.lr, betas=tuple(t.adam_betas))
+        self.engine, self.optimizer, self.scheduler = model, opt, make_sched(opt)
+        self.module = model.module if hasattr(model, "module") else model
+
+    # checkpoint ----------------------------------------------------------------------------
+    def _restore(self) -> bool:
+        import ray.train
+        import torch
+
+        ckpt = ray.train.get_checkpoint()
+        if ckpt is None:
+            return False
+        with ckpt.as_directory() as d:
+            meta = json.loads((Path(d) / CKPT_META).read_text())
+            if self.cfg.train.strategy == "deepspeed":
+                self.engine.load_checkpoint(str(Path(d) / DS_DIR), tag=DS_TAG)
+            else:
+                state = torch.load(Path(d) / TORCH_STATE, map_location="cpu", weights_only=False)
+                self.module.load_state_dict(state["model"])
+                self.optimizer.load_state_dict(state["optimizer"])
+                self.scheduler.load_state_dict(state["scheduler"])
+        self.step = int(meta["step"])
+        self.history = list(meta.get("history", []))
+        self.history.append({"event": "resumed", "step": self.step, "time": time.time()})
+        print(f"[fcrm train] rank {self.rank} resumed from {ckpt.path} at step {self.step}", flush=True)
+        return True
+
+    def _save_and_report(self, metrics: dict, final_hf: bool = False) -> None:
+        import tempfile
+
+        import ray.train
+        import torch
+
+        with tempfile.TemporaryDirectory(prefix="fcrm-ckpt-") as d:
+            if self.cfg.train.strategy == "deepspeed":
+                # every rank writes its own ZeRO shard; Ray merges the per-rank dirs in storage
+                self.engine.save_checkpoint(str(Path(d) / DS_DIR), tag=DS_TAG)
+            elif self.rank == 0:
+                torch.save({"model": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
+                            "scheduler": self.scheduler.state_dict()}, Path(d) / TORCH_STATE)
+            if final_hf:
+                self._save_hf(Path(d) / HF_DIR)
+            if self.rank == 0:
+                (Path(d) / CKPT_META).write_text(json.dumps(
+                    {"step": self.step, "total_steps": self.total_steps, "history": self.history}, default=float))
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d),
+                             checkpoint_dir_name=f"checkpoint_{self.step:07d}{'_final' if final_hf else ''}")
+
+    def _save_hf(self, out: Path) -> None:
+        """A standard `save_pretrained` SeqCls checkpoint + tokenizer (rank 0 writes; under ZeRO-3
+        all ranks take part in gathering the partitioned weights)."""
+        import torch
+        from transformers import AutoModelForSequenceClassification
+
+        if self.cfg.train.strategy == "deepspeed" and self.cfg.deepspeed.zero_stage == 3:
+            state = self.engine._zero3_consolidated_16bit_state_dict()
+        else:
+            state = {k: v.detach().cpu() for k, v in self.module.state_dict().items()} if self.rank == 0 else None
+        if self.rank != 0:
+            return
+        config = self.module.config
+        with torch.device("meta"):
+            fresh = AutoModelForSequenceClassification.from_config(config, dtype=getattr(torch, self.cfg.dtype))
+        missing, unexpected = fresh.load_state_dict(state, strict=False, assign=True)
+        missing = [k for k in missing if "position_ids" not in k]  # non-persistent buffers
+        if missing or unexpected:
+            raise RuntimeError(f"consolidated state dict does not match the model: missing={missing[:5]} "
+                               f"unexpected={unexpected[:5]}")
+        # buffers not in the state dict (non-persistent) are still on meta: recreate them on CPU
+        for name, buf in list(fresh.named_buffers()):
+            if buf.is_meta:
+                mod_name, _, attr = name.rpartition(".")
+                mod = fresh.get_submodule(mod_name) if mod_name else fresh
+                src = self.module.get_buffer(name)
+                mod.register_buffer(attr, src.detach().cpu().clone(), persistent=False)
+        fresh.config.pad_token_id = self.pad_id
+        fresh.save_pretrained(out)
+        self.tokenizer.save_pretrained(out)
+
+    # forward/eval --------------------------------------------------------------------------
+    def _rewards(self, batch: dict):
+        from fcrm_ray.models import forward_rewards
+
+        device = self._device()
+        return forward_rewards(self.engine, batch["input_ids"].to(device), batch["attention_mask"].to(device))
+
+    def _device(self):
+        import ray.train.torch
+
+        if self.cfg.train.strategy == "deepspeed":
+            return self.engine.device
+        return ray.train.torch.get_device()
+
+    def evaluate(self, rows: list[dict]) -> dict:
+        """Scores of all `rows` (every rank scores `rank::world`, results gathered)."""
+        import torch
+
+        from fcrm_ray.train.data import collate_pairs, eval_batches
+
+        mine = rows[self.rank::self.world]
+        bs = 2 * self.cfg.train.micro_batch_size  # forward only: twice the training micro-batch fits
+        batches = eval_batches([len(r["chosen_ids"]) + len(r["rejected_ids"]) for r in mine], bs)
+        n = _all_reduce_int(len(batches), "max")  # same number of forwards on every rank (ZeRO-3)
+        records = []
+        self.engine.eval()
+        with torch.no_grad():
+            for i in range(n):
+                real = i < len(batches)
+                idx = batches[i] if real else [0]
+                pool = mine if mine else rows
+                examples = [pool[j] for j in idx]
+                batch = collate_pairs(examples, self.pad_id)
+                r = self._rewards(batch).float().cpu()
+                b = batch["num_pairs"]
+                if real and mine:
+                    for e, c, rj in zip(examples, r[:b].tolist(), r[b:].tolist()):
+                        records.append({"id": e["id"], "error_type": e["error_type"], "category": e["category"],
+                                        "generator": e["generator"], "chosen": c, "rejected": rj})
+        self.engine.train()
+        merged = [rec for part in _all_gather(records) for rec in part]
+        return summarize_scores(merged)
+
+    # train ---------------------------------------------------------------------------------
+    def run(self) -> None:
+        import torch
+
+        from fcrm_ray.train.data import collate_pairs, cycle_epochs
+        from fcrm_ray.train.loss import bradley_terry_loss, pair_metrics
+
+        cfg, t = self.cfg, self.cfg.train
+        train_rows = self._load_rows("train")
+        val_rows = self._load_rows("validation")
+        # held-out sets scored once at the end: test plus any extra eval splits (test_obfuscated)
+        final_sets = {n: self._load_rows(n) for n in sorted(self.dataset_names) if n not in ("train", "validation")}
+        periodic_val = val_rows[:cfg.data.max_eval_rows] if cfg.data.max_eval_rows else val_rows
+
+        # every rank must take the same number of steps: agree on the smallest shard
+        local_batches = len(train_rows) // t.micro_batch_size
+        batches_per_epoch = _all_reduce_int(local_batches, "min")
+        if batches_per_epoch < t.gradient_accumulation_steps:
+            raise ValueError(f"worker shard too small: {batches_per_epoch} micro-batches of "
+                             f"{t.micro_batch_size} pairs < train.gradient_accumulation_steps")
+        steps_per_epoch = batches_per_epoch // t.gradient_accumulation_steps
+        self.total_steps = t.max_steps or max(1, math.ceil(t.epochs * steps_per_epoch))
+
+        model = self._build_model()
+        self._build_engine(model, self.total_steps)
+        resumed = self._restore()
+        self.engine.train()
+
+        lengths = [len(r["chosen_ids"]) + len(r["rejected_ids"]) for r in train_rows[:batches_per_epoch * t.micro_batch_size]]
+        micro_stream = cycle_epochs(lengths, t.micro_batch_size, cfg.data.length_group_size, t.seed + self.rank)
+        for _ in range(self.step * t.gradient_accumulation_steps):  # skip what the restored run consumed
+            next(micro_stream)
+
+        wandb_run = self._init_wandb() if self.rank == 0 else None
+        window = defaultdict(float)
+        t_window, pairs_window, tokens_window = time.time(), 0, 0
+        ckpt_every = cfg.ckpt.every_steps or t.eval_every
+        while self.step < self.total_steps:
+            for micro in range(t.gradient_accumulation_steps):
+                epoch, idx = next(micro_stream)
+                batch = collate_pairs([train_rows[i] for i in idx], self.pad_id)
+                b = batch["num_pairs"]
+                r = self._rewards(batch)
+                loss = bradley_terry_loss(r[:b], r[b:], t.margin, t.center_coef)
+                self._backward(loss, last_micro=micro == t.gradient_accumulation_steps - 1)
+                m = pair_metrics(r[:b].detach(), r[b:].detach())
+                window["loss"] += loss.item()
+                for k, v in m.items():
+                    window[k] += v
+                window["n"] += 1
+                pairs_window += b
+                tokens_window += int(batch["attention_mask"].sum())
+            self.step += 1
+            if t.fault_inject_step and self.step == t.fault_inject_step and not resumed and self.rank == 0:
+                # Ray Train registers reported checkpoints when its controller polls the workers
+                # (every RAY_TRAIN_HEALTH_CHECK_INTERVAL_S = 2 s); a crash within the same poll
+                # window as the last report loses that report. Wait until the last report is
+                # committed so the test resumes from it, as it would after a real crash.
+                self._wait_for_committed_checkpoints()
+                print(f"[fcrm train] fault_inject_step={self.step}: rank 0 exits (test hook)", flush=True)
+                os._exit(1)  # test hook (train.fault_inject_step): simulate a worker crash
+            if self.step % max(1, t.log_every) == 0 or self.step == self.total_steps:
+                dt = max(time.time() - t_window, 1e-9)
+                rec = {"step": self.step, "epoch": epoch, "lr": self._lr(), "time": time.time()}
+                rec.update({f"train/{k}": v / window["n"] for k, v in window.items() if k != "n"})
+                # throughput of this worker times the number of workers (ranks run in lockstep)
+                rec["train/pairs_per_s"] = pairs_window * self.world / dt
+                rec["train/tokens_per_s"] = tokens_window * self.world / dt
+                self._log(rec, wandb_run)
+                if self.rank == 0:
+                    print(f"[fcrm train] step {self.step}/{self.total_steps} loss {rec['train/loss']:.4f} "
+                          f"acc {rec['train/accuracy']:.3f} {rec['train/pairs_per_s']:.1f} pairs/s "
+                          f"{rec['train/tokens_per_s']:.0f} tok/s", flush=True)
+                window.clear()
+                t_window, pairs_window, tokens_window = time.time(), 0, 0
+            do_eval = t.eval_every and self.step % t.eval_every == 0 and self.step < self.total_steps
+            do_ckpt = ckpt_every and self.step % ckpt_every == 0 and self.step < self.total_steps
+            if do_eval or do_ckpt:
+                metrics = {"step": self.step}
+                if do_eval and periodic_val:
+                    ev = self.evaluate(periodic_val)
+                    metrics.update(_flat("validation", ev))
+                    self._log({"step": self.step, "time": time.time(), **_flat("validation", ev)}, wandb_run)
+                    if self.rank == 0:
+                        print(f"[fcrm train] step {self.step} validation accuracy {ev.get('accuracy', float('nan')):.4f} "
+                              f"({ev.get('n', 0)} pairs)", flush=True)
+                    t_window = time.time()
+                if do_ckpt:
+                    self._save_and_report(metrics)
+                else:
+                    import ray.train
+
+                    ray.train.report(metrics)
+
+        final = {"step": self.step, "validation": self.evaluate(val_rows) if val_rows else {}, "test": {}}
+        for name, rows in final_sets.items():
+            final[name] = self.evaluate(rows) if rows else {}
+        flat = {}
+        for name, ev in final.items():
+            if isinstance(ev, dict):
+                flat.update(_flat(name, ev))
+        self._log({"step": self.step, "time": time.time(), **flat}, wandb_run)
+        self._save_and_report({"step": self.step, "final": json.dumps(final)}, final_hf=True)
+        if wandb_run is not None:
+            wandb_run.finish()
+
+    def _wait_for_committed_checkpoints(self, timeout_s: float = 120.0) -> None:
+        import ray.train
+
+        try:
+            ray.train.get_all_reported_checkpoints(
+                consistency_mode=ray.train.CheckpointConsistencyMode.COMMITTED, timeout_s=timeout_s)
+        except Exception as e:  # older Ray / timeout: fall back to waiting out a few polls
+            print(f"[fcrm train] could not confirm committed checkpoints ({e}); waiting", flush=True)
+            time.sleep(3 * float(os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", 2.0)))
+
+    def _backward(self, loss, last_micro: bool) -> None:
+        import contextlib
+
+        import torch
+
+        t = self.cfg.train
+        if t.strategy == "deepspeed":
+            self.engine.backward(loss)  # scales by 1/accumulation and steps at the boundary
+            self.engine.step()
+            return
+        sync = contextlib.nullcontext() if last_micro or not hasattr(self.engine, "no_sync") else self.engine.no_sync()
+        with sync:
+            (loss / t.gradient_accumulation_steps).backward()
+        if last_micro:
+            torch.nn.utils.clip_grad_norm_(self.module.parameters(), t.max_grad_norm)
+            self.optimizer.step()
+            self.scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+
+    def _lr(self) -> float:
+        try:
+            return float(self.scheduler.get_last_lr()[0])
+        except Exception:
+            return float(self.optimizer.param_groups[0]["lr"])
+
+    def _log(self, rec: dict, wandb_run) -> None:
+        if self.rank != 0:
+            return
+        self.history.append(rec)
+        if wandb_run is not None:
+            wandb_run.log({k: v for k, v in rec.items() if isinstance(v, (int, float))}, step=rec["step"])
+
+    def _init_wandb(self):
+        lc = self.cfg.logging
+        if lc.wandb_mode == "disabled":
+            return None
+        import wandb
+
+        from fcrm_ray.config import to_dict
+
+        return wandb.init(project=lc.wandb_project, name=lc.run_name or self.run_name, mode=lc.wandb_mode,
+                          config=to_dict(self.cfg), dir=os.environ.get("WANDB_DIR") or self.wandb_dir,
+                          reinit="create_new")
+
+
+def _flat(prefix: str, ev: dict) -> dict:
+    """Scalar metrics of an evaluation summary, flattened for report()/wandb."""
+    out = {}
+    for k, v in ev.items():
+        if isinstance(v, (int, float)):
+            out[f"{prefix}/{k}"] = v
+        elif k == "by_error_type":
+            out.update({f"{prefix}/accuracy/{et}": g["accuracy"] for et, g in v.items()})
+    return out

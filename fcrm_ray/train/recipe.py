@@ -1,0 +1,247 @@
+"""`fcrm train`: train a Bradley-Terry reward model on preference pairs with Ray Train.
+
+    fcrm train --config configs/train/cpu.yaml --out runs/rm-minilm [key=value ...]
+    python jobs/train_rm.py --config configs/train/qwen3-8b.yaml --out s3://.../rm   # ray job submit
+
+Phases: validate config (bad keys fail here, before Ray starts) -> read pairs and tokenise them
+with Ray Data (unusable rows counted and quarantined) -> TorchTrainer over `scaling.num_workers`
+workers (`loop.train_loop_per_worker`) -> copy the final HF checkpoint to --out and write the
+artifacts below.
+
+Features and the flags that turn them on:
+
+| feature                                   | flag(s)                                                   |
+|-------------------------------------------|-----------------------------------------------------------|
+| any HF backbone (causal LM or encoder)    | `model.path` (local folder; `pkg:minilm` = packaged MiniLM) |
+| bf16 on GPU, fp32 on CPU                  | `model.dtype=auto` (or float32 / bfloat16)                |
+| gradient checkpointing                    | `model.gradient_checkpointing=true`                       |
+| DeepSpeed ZeRO-3 (GPU and CPU)            | `train.strategy=deepspeed`, `deepspeed.zero_stage=3`      |
+| CPU offload of params / optimizer         | `deepspeed.offload_params=true`, `deepspeed.offload_optimizer=true` |
+| torch DDP / single process instead        | `train.strategy=ddp` / `train.strategy=single`            |
+| gradient accumulation                     | `train.gradient_accumulation_steps=N`                     |
+| Bradley-Terry margin                      | `train.margin=0.5`                                        |
+| reward centering                          | `train.center_coef=0.01`                                  |
+| chosen + rejected in one forward          | always                                                    |
+| length-grouped micro-batches              | `data.length_group_size=N` (1 = plain shuffle)            |
+| truncation keeping the call (catalog cut) | `data.max_length`, `data.min_prompt_tokens`               |
+| periodic validation (overall, per error type) | `train.eval_every=N`, `data.max_eval_rows=N`          |
+| final held-out passes (test, test_obfuscated) | `data.test_split`, `data.extra_eval_splits`, `data.test_path` |
+| checkpoints + resume after failures       | `ckpt.storage_path`, `ckpt.name`, `ckpt.every_steps`, `scaling.max_failures` |
+| multi-worker / GPU scaling                | `scaling.num_workers`, `scaling.use_gpu`, `scaling.cpus_per_worker` |
+| torch threads per worker (CPU)            | `train.num_threads`                                       |
+| wandb                                     | `logging.wandb_mode=offline|online|disabled`              |
+| crash injection (test hook)               | `train.fault_inject_step=K`                               |
+
+Artifacts in --out: the reward model (`config.json`, weights, tokenizer; standard
+`*ForSequenceClassification`, num_labels=1), `reward_stats.json` (validation reward mean/std),
+`eval.json` (validation / test / extra held-out splits: accuracy overall, per error type /
+category / generator, reward statistics),
+`metrics.jsonl`, `learning_curve.png`, `data_stats.json` (rows kept / truncated / quarantined),
+`train_config.yaml`, `quarantine.jsonl` (if any row was dropped).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from collections import Counter
+from pathlib import Path
+
+from fcrm_ray.config import ConfigError, config_arg_parser, load_config, to_dict, to_yaml
+from fcrm_ray.data.pairs import read_pairs
+from fcrm_ray.data.quarantine import Quarantine
+from fcrm_ray.paths import resolve_model_path
+from fcrm_ray.train.config import TrainConfig
+
+
+def _read_split(path: str, split: str, quarantine: Quarantine, cap: int = 0, cache: dict | None = None) -> list[dict]:
+    cache = {} if cache is None else cache
+    if path not in cache:  # read each file once, so a bad row is quarantined once
+        cache[path] = read_pairs(path, quarantine=quarantine)
+    rows = [r for r in cache[path] if not split or r["split"] == split]
+    if cap and len(rows) > cap:
+        from fcrm_ray.data.pairs import stable_hash
+
+        rows = sorted(rows, key=lambda r: stable_hash(r["id"]))[:cap]  # a random-looking, stable subset
+    return rows
+
+
+def prepare_datasets(cfg: TrainConfig, model_path: str, quarantine: Quarantine) -> tuple[dict, dict]:
+    """Ray Datasets of tokenised pairs per split, and counts {split: {read, kept, truncated, dropped:{reason: n}}}."""
+    import ray.data
+
+    from fcrm_ray.train.data import STATUS_OK, tokenize_batch
+
+    d = cfg.data
+    sources = {
+        "train": (d.train_path, d.train_split, d.max_train_rows),
+        "validation": (d.validation_path or d.train_path, d.validation_split, 0),
+        "test": (d.test_path or d.train_path, d.test_split, 0),
+    }
+    for split in d.extra_eval_splits:
+        if split not in sources:
+            sources[split] = (d.test_path or d.train_path, split, 0)
+    datasets, stats, cache = {}, {}, {}
+    for name, (path, split, cap) in sources.items():
+        rows = _read_split(path, split, quarantine, cap, cache)
+        if not rows:
+            if name == "train":
+                raise ConfigError(f"config key `data.train_path`: no rows with split={split!r} in {path}")
+            continue
+        ds = ray.data.from_items(rows).map_batches(
+            tokenize_batch, batch_format="pyarrow", batch_size=128,
+            fn_kwargs={"tokenizer_path": model_path, "max_length": d.max_length,
+                       "min_prompt_tokens": d.min_prompt_tokens,
+                       "trust_remote_code": cfg.model.trust_remote_code}).materialize()
+        status = Counter()
+        truncated = 0
+        for batch in ds.select_columns(["status", "truncated"]).iter_batches(batch_format="pyarrow", batch_size=4096):
+            status.update(batch.column("status").to_pylist())
+            truncated += sum(batch.column("truncated").to_pylist())
+        bad = ds.filter(expr=f"status != '{STATUS_OK}'") if sum(status.values()) != status[STATUS_OK] else None
+        if bad is not None:
+            for r in bad.select_columns(["id", "status", "detail", "error_type"]).take_all():
+                quarantine.add(r, f"{r['status']}: {r['detail']}", source=f"train.{name}")
+        kept = status[STATUS_OK]
+        stats[name] = {"read": len(rows), "kept": kept, "truncated": truncated,
+                       "dropped": {k: v for k, v in status.items() if k != STATUS_OK}}
+        if kept == 0:
+            if name == "train":
+                raise ConfigError(f"no usable training pairs in {path} (dropped: {stats[name]['dropped']})")
+            continue
+        # materialised: the shards must not need CPUs that the train workers already hold
+        datasets[name] = ds.filter(expr=f"status == '{STATUS_OK}'").materialize() if kept != len(rows) else ds
+    return datasets, stats
+
+
+def _quiet_ray_data() -> None:
+    """Progress bars from every worker's dataset shard drown the training log."""
+    import ray.data
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+
+
+def _wandb_dir(cfg: TrainConfig) -> str | None:
+    """Offline wandb runs go beside the checkpoints when storage is a local/shared folder."""
+    if "://" in cfg.ckpt.storage_path:
+        return None
+    d = Path(cfg.ckpt.storage_path).resolve() / cfg.ckpt.name
+    d.mkdir(parents=True, exist_ok=True)
+    return str(d)
+
+
+def _run_config(cfg: TrainConfig):
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig
+
+    storage = cfg.ckpt.storage_path
+    if "://" not in storage:
+        storage = str(Path(storage).resolve())
+    return RunConfig(name=cfg.ckpt.name, storage_path=storage,
+                     checkpoint_config=CheckpointConfig(num_to_keep=cfg.ckpt.num_to_keep),
+                     failure_config=FailureConfig(max_failures=cfg.scaling.max_failures))
+
+
+def run_training(cfg: TrainConfig, out_dir: str) -> dict:
+    """Everything after config validation; returns the final evaluation dict."""
+    import ray
+    from ray.train import DataConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    from fcrm_ray.train.loop import CKPT_META, HF_DIR, train_loop_per_worker
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model_path = resolve_model_path(cfg.model.path)
+    if not ray.is_initialized():
+        ray.init(**({} if os.environ.get("RAY_ADDRESS") else {"include_dashboard": False}))
+    _quiet_ray_data()
+    quarantine = Quarantine(cfg.data.quarantine_path or out / "quarantine.jsonl")
+    with quarantine:
+        datasets, stats = prepare_datasets(cfg, model_path, quarantine)
+    stats["quarantine"] = dict(quarantine.counts)
+    (out / "data_stats.json").write_text(json.dumps(stats, indent=2))
+    (out / "train_config.yaml").write_text(to_yaml(cfg))
+    print(f"[fcrm train] data: {json.dumps(stats)}", flush=True)
+
+    resources = {"CPU": cfg.scaling.cpus_per_worker}
+    if cfg.scaling.use_gpu:
+        resources["GPU"] = cfg.scaling.gpus_per_worker
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={"cfg": to_dict(cfg), "model_path": model_path, "run_name": cfg.ckpt.name,
+                           "datasets": sorted(datasets), "wandb_dir": _wandb_dir(cfg)},
+        scaling_config=ScalingConfig(num_workers=cfg.scaling.num_workers, use_gpu=cfg.scaling.use_gpu,
+                                     resources_per_worker=resources),
+        run_config=_run_config(cfg),
+        datasets=datasets,
+        dataset_config=DataConfig(datasets_to_split=["train"]),
+    )
+    result = trainer.fit()
+    if result.error is not None:
+        raise result.error
+    with result.checkpoint.as_directory() as d:
+        d = Path(d)
+        if not (d / HF_DIR).is_dir():
+            raise RuntimeError(f"the last checkpoint {result.checkpoint.path} has no final model ({HF_DIR}/)")
+        for f in (d / HF_DIR).iterdir():
+            shutil.copy2(f, out / f.name)
+        meta = json.loads((d / CKPT_META).read_text())
+    final = json.loads(result.metrics["final"])
+    write_artifacts(out, final, meta.get("history", []), stats)
+    return final
+
+
+def write_artifacts(out: Path, final: dict, history: list[dict], stats: dict) -> None:
+    val = final.get("validation", {})
+    (out / "reward_stats.json").write_text(json.dumps({
+        "split": "validation", "n_pairs": val.get("n", 0), "mean": val.get("reward_mean"), "std": val.get("reward_std"),
+        "chosen_mean": val.get("reward_chosen_mean"), "rejected_mean": val.get("reward_rejected_mean")}, indent=2))
+    (out / "eval.json").write_text(json.dumps({**final, "data": stats}, indent=2))
+    with open(out / "metrics.jsonl", "w") as fh:
+        for rec in history:
+            fh.write(json.dumps(rec, default=float) + "\n")
+    plot_learning_curve(history, out / "learning_curve.png")
+
+
+def plot_learning_curve(history: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    train = [h for h in history if "train/loss" in h]
+    val = [h for h in history if "validation/accuracy" in h]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    ax1.plot([h["step"] for h in train], [h["train/loss"] for h in train], label="train loss")
+    ax1.set_xlabel("step")
+    ax1.set_ylabel("Bradley-Terry loss")
+    ax1.legend()
+    ax2.plot([h["step"] for h in train], [h["train/accuracy"] for h in train], label="train accuracy", alpha=0.6)
+    ax2.plot([h["step"] for h in val], [h["validation/accuracy"] for h in val], "o-", label="validation accuracy")
+    ax2.set_xlabel("step")
+    ax2.set_ylabel("pairwise accuracy")
+    ax2.set_ylim(0, 1)
+    ax2.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None, prog: str = "fcrm train") -> int:
+    parser = config_arg_parser(prog, "Train a Bradley-Terry reward model with Ray Train.")
+    parser.add_argument("--out", required=True, help="folder for the final HF reward model and reports")
+    args = parser.parse_args(argv)
+    cfg = load_config(TrainConfig, args.config, args.overrides)
+    final = run_training(cfg, args.out)
+    accs = ", ".join(f"{name} accuracy {ev.get('accuracy')}" for name, ev in final.items()
+                     if isinstance(ev, dict) and ev)
+    print(f"[fcrm train] done: {accs} -> {args.out}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

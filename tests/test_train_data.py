@@ -1,0 +1,144 @@
+"""Training data: tokenised pairs, truncation that keeps the call, bad rows, batching, config errors."""
+
+import json
+
+import numpy as np
+import pytest
+from transformers import AutoTokenizer
+
+from fcrm_ray.config import ConfigError, load_config
+from fcrm_ray.models import build_tiny_bert_rm, build_tiny_qwen3_rm, special_wrap
+from fcrm_ray.toolcall.render import render
+from fcrm_ray.train.config import TrainConfig
+from fcrm_ray.train.data import collate_pairs, cycle_epochs, length_grouped_batches, tokenize_pair
+
+TOOLS = [{"name": "get_weather", "description": "Weather for a city. " * 40,
+          "parameters": {"type": "object", "required": ["city"],
+                         "properties": {"city": {"type": "string", "description": "The city " * 30}}}}]
+CONV = [{"role": "user", "content": "Weather in Paris?"}]
+CHOSEN = '[{"name": "get_weather", "arguments": {"city": "Paris"}}]'
+REJECTED = '[{"name": "get_weather", "arguments": {"city": "Lyon"}}]'
+
+
+def _row(**kw):
+    row = {"id": "p1", "tools": json.dumps(TOOLS), "conversation": json.dumps(CONV), "chosen_output": CHOSEN,
+           "rejected_output": REJECTED, "error_type": "incorrect_parameter_value", "category": "simple",
+           "source": "test", "generator": "unit", "obfuscated": False}
+    row.update(kw)
+    return row
+
+
+@pytest.fixture(scope="module", params=["bert", "qwen"])
+def tok(request, tmp_path_factory):
+    build = build_tiny_bert_rm if request.param == "bert" else build_tiny_qwen3_rm
+    return AutoTokenizer.from_pretrained(build(tmp_path_factory.mktemp(request.param) / "rm"))
+
+
+def test_truncation_cuts_the_catalog_and_keeps_the_call(tok):
+    out = tokenize_pair(_row(), tok, max_length=64)
+    assert out["status"] == "ok" and out["truncated"]
+    pre, post = special_wrap(tok)
+    for ids, call in ((out["chosen_ids"], CHOSEN), (out["rejected_ids"], REJECTED)):
+        assert len(ids) == 64
+        completion = render(tok, TOOLS, CONV, call).completion
+        c_ids = tok(completion, add_special_tokens=False)["input_ids"]
+        body = ids[len(pre):len(ids) - len(post)]
+        assert body[-len(c_ids):] == c_ids
+    assert out["n_tokens"] == 128
+
+
+def test_short_pair_is_not_truncated(tok):
+    row = _row(tools=json.dumps([{"name": "get_weather", "parameters": {"type": "object", "properties": {}}}]))
+    out = tokenize_pair(row, tok, max_length=512)
+    assert out["status"] == "ok" and not out["truncated"]
+    assert out["chosen_ids"] != out["rejected_ids"]
+
+
+@pytest.mark.parametrize("kw,status", [
+    ({"rejected_output": "   "}, "empty_call"),
+    ({"chosen_output": "[]"}, "empty_call"),
+    ({"conversation": json.dumps([{"role": "user", "content": "Weather in Par\ufffds?"}])}, "non_utf8"),
+    ({"rejected_output": "[{\"name\": \"get_weather\", \"arguments\": {\"city\": \"\ud800\"}}]"}, "non_utf8"),
+    ({"rejected_output": CHOSEN}, "identical_rendering"),
+    ({"tools": "not json"}, "render_error"),
+])
+def test_bad_rows_get_a_status_not_an_exception(tok, kw, status):
+    assert tokenize_pair(_row(**kw), tok, max_length=64)["status"] == status
+
+
+def test_call_longer_than_max_length_is_over_long(tok):
+    long_call = json.dumps([{"name": "get_weather", "arguments": {f"a{i}": i for i in range(200)}}])
+    out = tokenize_pair(_row(rejected_output=long_call), tok, max_length=64)
+    assert out["status"] == "over_long" and out["detail"] == "rejected"
+
+
+def test_length_grouped_batches_cover_rows_once_and_cut_padding():
+    rng = np.random.default_rng(0)
+    lengths = list(rng.integers(10, 500, size=400))
+    batches = length_grouped_batches(lengths, batch_size=8, group_size=10, seed=3)
+    flat = [i for b in batches for i in b]
+    assert len(flat) == len(set(flat)) == 400 and all(len(b) == 8 for b in batches)
+    assert batches == length_grouped_batches(lengths, batch_size=8, group_size=10, seed=3)
+    assert batches != length_grouped_batches(lengths, batch_size=8, group_size=10, seed=4)
+
+    def padding(bs):
+        return sum(max(lengths[i] for i in b) * len(b) - sum(lengths[i] for i in b) for b in bs)
+
+    plain = length_grouped_batches(lengths, batch_size=8, group_size=1, seed=3)
+    assert padding(batches) < 0.5 * padding(plain)
+
+
+def test_cycle_epochs_reshuffles_each_epoch():
+    stream = cycle_epochs([5] * 16, batch_size=4, group_size=1, seed=0)
+    first = [next(stream) for _ in range(8)]
+    assert [e for e, _ in first] == [0] * 4 + [1] * 4
+    assert sorted(i for _, b in first[:4] for i in b) == list(range(16))
+    assert [b for _, b in first[:4]] != [b for _, b in first[4:]]
+
+
+def test_collate_puts_chosen_then_rejected_in_one_padded_batch():
+    ex = [{"chosen_ids": [1, 2, 3], "rejected_ids": [4, 5]}, {"chosen_ids": [6], "rejected_ids": [7, 8, 9, 10]}]
+    b = collate_pairs(ex, pad_id=0)
+    assert b["num_pairs"] == 2 and tuple(b["input_ids"].shape) == (4, 4)
+    assert b["input_ids"].tolist() == [[1, 2, 3, 0], [6, 0, 0, 0], [4, 5, 0, 0], [7, 8, 9, 10]]
+    assert b["attention_mask"].sum(1).tolist() == [3, 1, 2, 4]
+
+
+# --- config errors before any worker starts ------------------------------------------------------
+
+def test_missing_model_path_names_the_key(tmp_path):
+    (tmp_path / "pairs.jsonl").write_text("")
+    with pytest.raises(ConfigError, match="model.path"):
+        load_config(TrainConfig, None, [f"data.train_path={tmp_path}", f"model.path={tmp_path / 'nope'}"])
+    with pytest.raises(ConfigError, match="model.path"):
+        load_config(TrainConfig, None, [f"data.train_path={tmp_path}"])
+
+
+@pytest.mark.parametrize("override,key", [
+    ("train.strategy=fsdp", "train.strategy"),
+    ("train.micro_batch_size=0", "train.micro_batch_size"),
+    ("deepspeed.offload_params=true", "deepspeed.offload_params"),
+    ("model.dtype=bfloat16", "model.dtype"),
+    ("logging.wandb_mode=sometimes", "logging.wandb_mode"),
+    ("train.no_such_key=1", "no_such_key"),
+])
+def test_bad_settings_name_the_key(tmp_path, override, key):
+    base = [f"data.train_path={tmp_path}", "model.path=pkg:minilm"]
+    extra = ["deepspeed.zero_stage=2"] if override.startswith("deepspeed.offload_params") else []
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config(TrainConfig, None, base + extra + [override])
+
+
+def test_cli_fails_before_ray_starts(tmp_path, capsys):
+    import ray
+
+    from fcrm_ray.cli import main
+
+    rc = main(["train", "--out", str(tmp_path / "out"), f"data.train_path={tmp_path}", f"model.path={tmp_path}/missing"])
+    assert rc == 2 and "model.path" in capsys.readouterr().err
+    assert not ray.is_initialized()
+
+
+def test_shipped_cpu_config_loads(tmp_path):
+    cfg = load_config(TrainConfig, "configs/train/cpu.yaml", [f"data.train_path={tmp_path}"])
+    assert cfg.scaling.num_workers == 1 and cfg.dtype == "float32" and cfg.data.max_length <= 512
