@@ -1,0 +1,426 @@
+"""`fcrm eval bon`: Best-of-N reranking with a reward model, judged by the verifier.
+
+    fcrm eval bon --model runs/rm-minilm --candidates pools.jsonl --out runs/eval/bon
+    fcrm eval bon --build-pools --out pools.jsonl [pools.max_examples=200 pools.pool_size=16 pools.correct_fraction=0.3]
+
+Evaluation. A pool is a row `{example_id, tools, conversation, reference, candidates: [text, ...]}`
+(JSONL or Parquet; tools/conversation/reference as JSON values or JSON strings; candidates in
+sampling order). Each pool is scored with ONE `RewardScorer.score_groups` call (the candidates
+share the prompt prefix), every candidate is judged by `toolcall.verify.verify` against the
+reference and keyed by `verify.canonical_key`. For n in {1, 2, 4, 8, 16, 32} up to the pool size,
+the RM picks the highest reward among the first n candidates; the baselines on the same pools are
+the first sample, a random pick (expected value), majority vote over canonical calls and the oracle
+(rules and tie-breaks: `evaluate.metrics`). Candidates that do not parse are scored like any text
+and judged `incorrect_output_format`. Rows without a usable catalog/reference/candidates go to
+`<out>/quarantine.jsonl`. Artifacts: `bon.json`, `bon.md`, `accuracy_vs_n.png`, `pools_scored.jsonl`
+(per pool: rewards, verdicts, picks).
+
+Pool building (`--build-pools`), from BFCL examples (`data.sources.read_bfcl`, default the non-live
+categories, i.e. the held-out test side of our splits) with `pools.backend`:
+- `mutation` (CPU): each of `pool_size` slots is correct with probability `correct_fraction`
+  (so pools vary and some hold no correct answer, as with real samples); correct slots get
+  verified alternative forms of the reference (`mutate.chosen_variants`), wrong slots verified
+  mutations (`mutate.mutate`) with error types drawn at FC-RewardBench's frequencies; the slots are
+  then shuffled (seeded), so the first sample is correct with probability `correct_fraction`.
+- `hf` (CPU or GPU): `pool_size` samples per prompt from a causal LM with transformers `generate`
+  (`fcrm_ray.generate.backends.HFGenerator`; `pools.model=tiny:qwen3` builds a tiny random model).
+- `vllm` (GPU only): `pool_size` samples per prompt from vLLM (`SamplingParams(n=...)`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from fcrm_ray.config import ConfigError, config_arg_parser, load_config, to_dict
+from fcrm_ray.data.pairs import iter_raw_rows, stable_hash
+from fcrm_ray.data.quarantine import Quarantine
+from fcrm_ray.evaluate import metrics as M
+from fcrm_ray.paths import BFCL_NON_LIVE
+from fcrm_ray.toolcall.schema import ERROR_TYPES, Example, SchemaError, normalize_tools, reference_from_bfcl
+
+POOL_BACKENDS = ("mutation", "hf", "vllm")
+# FC-RewardBench error-type counts (paper-notes.md), the mix of wrong candidates in mutation pools.
+ERROR_WEIGHTS = {"incorrect_parameter_value": 650, "incorrect_function_name": 403, "incorrect_number_of_functions": 245,
+                 "missing_optional_parameter": 78, "missing_required_parameter": 45, "incorrect_parameter_type": 43,
+                 "unexpected_parameter": 21, "incorrect_output_format": 15}
+
+
+@dataclass
+class PoolsConfig:
+    """`--build-pools`: where examples come from and how candidates are made."""
+
+    backend: str = "mutation"  # mutation | hf | vllm
+    categories: list[str] = field(default_factory=lambda: list(BFCL_NON_LIVE))
+    data_dir: str = ""  # BFCL data folder; default: the installed bfcl-eval wheel
+    max_examples: int = 100  # total, spread evenly over categories (0 = all)
+    pool_size: int = 8
+    correct_fraction: float = 0.25  # mutation: P(a slot is correct)
+    seed: int = 0
+    # hf / vllm generation
+    model: str = ""  # local causal LM folder; `tiny:qwen3` builds a tiny random one (hf smoke runs)
+    temperature: float = 1.0
+    top_p: float = 0.95
+    max_new_tokens: int = 128
+    device: str = "cpu"
+    dtype: str = "float32"
+    work_dir: str = ""  # where `tiny:qwen3` is built; default next to --out
+    chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
+    tensor_parallel_size: int = 1  # vllm
+    max_model_len: int = 8192  # vllm
+
+    def validate(self) -> None:
+        if self.backend not in POOL_BACKENDS:
+            raise ConfigError(f"config key `pools.backend`: expected one of {POOL_BACKENDS}, got {self.backend!r}")
+        if self.pool_size < 1:
+            raise ConfigError("config key `pools.pool_size` must be >= 1")
+        if not 0.0 <= self.correct_fraction <= 1.0:
+            raise ConfigError("config key `pools.correct_fraction` must be in [0, 1]")
+        if self.backend in ("hf", "vllm") and not self.model:
+            raise ConfigError(f"config key `pools.model` is required with pools.backend={self.backend}")
+
+
+@dataclass
+class BonConfig:
+    model: str = ""
+    candidates: str = ""  # pool file or folder
+    out: str = ""
+    ns: list[int] = field(default_factory=lambda: list(M.BON_NS))
+    batch_size: int = 16
+    max_length: int = 512
+    device: str = "cpu"
+    dtype: str = "float32"
+    trust_remote_code: bool = False
+    max_pools: int = 0  # 0 = all
+    n_boot: int = 1000
+    seed: int = 0
+    quarantine: str = ""  # default <out>/quarantine.jsonl
+    pools: PoolsConfig = field(default_factory=PoolsConfig)
+
+    def validate(self) -> None:
+        if not self.ns or any(n < 1 for n in self.ns):
+            raise ConfigError("config key `ns` must be a non-empty list of n >= 1")
+        if self.batch_size < 1 or self.max_pools < 0 or self.n_boot < 0:
+            raise ConfigError("config keys `batch_size` >= 1, `max_pools` >= 0, `n_boot` >= 0")
+
+
+# ----------------------------------------------------------------------------------------------
+# Reading pools
+# ----------------------------------------------------------------------------------------------
+
+
+def _json_value(row: Mapping, key: str) -> Any:
+    v = row.get(key)
+    if v is None or v == "":
+        raise SchemaError(f"pool row is missing `{key}`")
+    if isinstance(v, str):
+        try:
+            return json.loads(v)
+        except json.JSONDecodeError as e:
+            raise SchemaError(f"`{key}` is not valid JSON: {e.msg}") from None
+    if hasattr(v, "tolist"):
+        v = v.tolist()
+    return v
+
+
+def normalize_pool(row: Any) -> dict:
+    """A pool row -> {example_id, tools (list[ToolSpec]), conversation, reference, candidates (list[str])}."""
+    if not isinstance(row, Mapping):
+        raise SchemaError("row is not a JSON object")
+    tools = normalize_tools(_json_value(row, "tools"))
+    conv = _json_value(row, "conversation")
+    if not isinstance(conv, list) or not all(isinstance(m, Mapping) and "role" in m for m in conv):
+        raise SchemaError("`conversation` must be a list of messages with a `role`")
+    reference = reference_from_bfcl(_json_value(row, "reference"))
+    if not reference:
+        raise SchemaError("`reference` is empty")
+    cands = _json_value(row, "candidates")
+    if not isinstance(cands, list) or not cands:
+        raise SchemaError("`candidates` must be a non-empty list")
+    # A candidate may arrive decoded (a list of call dicts); score and verify its JSON text.
+    cands = [c if isinstance(c, str) else json.dumps(c, ensure_ascii=False) for c in cands]
+    ex_id = row.get("example_id") or row.get("id") or stable_hash(row.get("tools"), row.get("conversation"))
+    return {"example_id": str(ex_id), "tools": tools, "conversation": [dict(m) for m in conv], "reference": reference,
+            "candidates": cands, "category": str(row.get("category") or "")}
+
+
+def read_pools(path: str | Path, quarantine: Quarantine) -> tuple[list[dict], int]:
+    """(pools, rows read); unusable rows go to `quarantine`."""
+    pools, n = [], 0
+    for fname, raw in iter_raw_rows(path):
+        n += 1
+        try:
+            pools.append(normalize_pool(raw))
+        except SchemaError as e:
+            quarantine.add(raw, str(e), source=fname)
+    return pools, n
+
+
+# ----------------------------------------------------------------------------------------------
+# Scoring and judging
+# ----------------------------------------------------------------------------------------------
+
+
+def judge_pool(pool: Mapping) -> tuple[list[bool], list[str | None], list[str]]:
+    """(correct, error_type, canonical key) per candidate."""
+    from fcrm_ray.toolcall.verify import canonical_key, verify
+
+    correct, errors, keys = [], [], []
+    for c in pool["candidates"]:
+        v = verify(c, pool["reference"], pool["tools"])
+        correct.append(bool(v.correct))
+        errors.append(v.error_type)
+        keys.append(canonical_key(c))
+    return correct, errors, keys
+
+
+def score_pools(pools: Sequence[Mapping], scorer: Any) -> list[list[float]]:
+    """Rewards per pool: one `score_groups` call per pool, so the pool's prompt is shared."""
+    out = []
+    for p in pools:
+        tools = [t.to_dict() for t in p["tools"]]
+        out.append([float(s) for s in scorer.score_groups([(tools, p["conversation"], list(p["candidates"]))])[0]])
+    return out
+
+
+def evaluate_pools(pools: Sequence[Mapping], rewards: Sequence[Sequence[float]], ns: Iterable[int],
+                   n_boot: int = M.DEFAULT_N_BOOT, seed: int = 0) -> tuple[dict, list[dict]]:
+    """(curve, per-pool records) from rewards + verifier verdicts."""
+    scored, records = [], []
+    for p, r in zip(pools, rewards):
+        correct, errors, keys = judge_pool(p)
+        scored.append({"scores": list(r), "correct": correct, "keys": keys})
+        records.append({"example_id": p["example_id"], "category": p.get("category", ""), "rewards": list(r),
+                         "correct": correct, "error_types": errors,
+                         "rm_pick": {n: M.bon_select(r, n) for n in M.bon_ns(len(r), ns)},
+                         "majority_pick": {n: M.majority_select(keys, n) for n in M.bon_ns(len(r), ns)}})
+    return M.bon_curve(scored, ns=ns, n_boot=n_boot, seed=seed), records
+
+
+# ----------------------------------------------------------------------------------------------
+# Outputs
+# ----------------------------------------------------------------------------------------------
+
+_LABELS = {"rm": "RM (best of n)", "first": "first sample", "random": "random pick (expected)",
+           "majority": "majority vote", "oracle": "oracle (any correct)"}
+
+
+def bon_markdown(b: Mapping) -> str:
+    from fcrm_ray.evaluate.report import fmt_acc, md_table
+
+    sels = list(M.SELECTORS)
+    rows = [[n, row["pools"]] + [fmt_acc(row[s]["accuracy"], row[s]["ci95"] if s == "rm" else None) for s in sels]
+            for n, row in sorted(((int(k), v) for k, v in b["curve"].items()))]
+    return "\n".join([
+        f"# Best-of-N: {b['model']}", "",
+        f"{b['pools']} pools from `{b['candidates']}` (mean size {b['mean_pool_size']:.1f}, "
+        f"{b['fraction_correct']:.3f} of candidates correct; {b['quarantined']} rows quarantined).", "",
+        "Accuracy of the picked candidate as judged by the verifier (RM with 95% bootstrap CI):", "",
+        md_table(["n", "pools"] + [_LABELS[s] for s in sels], rows), ""])
+
+
+def plot_curve(curve: Mapping, path: Path, title: str) -> None:
+    from fcrm_ray.evaluate.report import save_lines
+
+    curve = {int(n): v for n, v in curve.items()}
+    ns = sorted(curve)
+    series = {_LABELS[s]: [curve[n][s]["accuracy"] for n in ns] for s in M.SELECTORS}
+    bands = {_LABELS["rm"]: ([curve[n]["rm"]["ci95"][0] for n in ns], [curve[n]["rm"]["ci95"][1] for n in ns])}
+    save_lines(ns, series, path, title=title, bands=bands)
+
+
+def run_eval(cfg: BonConfig) -> dict:
+    from fcrm_ray.evaluate.pairwise import model_name
+
+    if not cfg.out:
+        raise ConfigError("config key `out` is required (--out DIR)")
+    if not cfg.candidates:
+        raise ConfigError("config key `candidates` is required (--candidates FILE)")
+    if not Path(cfg.candidates).exists():
+        raise ConfigError(f"config key `candidates`: path does not exist: {cfg.candidates}")
+    model_path = _check_model(cfg.model)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with Quarantine(cfg.quarantine or out / "quarantine.jsonl") as q:
+        pools, n_read = read_pools(cfg.candidates, q)
+        if cfg.max_pools and len(pools) > cfg.max_pools:
+            pools = sorted(pools, key=lambda p: stable_hash(p["example_id"]))[:cfg.max_pools]
+        if not pools:
+            raise ConfigError(f"config key `candidates`: no usable pool in {cfg.candidates} "
+                              f"({n_read} rows read, quarantined: {dict(q.counts)})")
+        from fcrm_ray.scoring import RewardScorer
+
+        scorer = RewardScorer(model_path, batch_size=cfg.batch_size, max_length=cfg.max_length, device=cfg.device,
+                              dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code)
+        rewards = score_pools(pools, scorer)
+        curve, records = evaluate_pools(pools, rewards, cfg.ns, n_boot=cfg.n_boot, seed=cfg.seed)
+        quarantined = q.total
+    sizes = [len(p["candidates"]) for p in pools]
+    n_correct = sum(sum(r["correct"]) for r in records)
+    b = {"model": model_name(model_path), "model_path": model_path, "candidates": str(cfg.candidates),
+         "rows_read": n_read, "pools": len(pools), "quarantined": quarantined,
+         "mean_pool_size": sum(sizes) / len(sizes), "fraction_correct": n_correct / max(1, sum(sizes)),
+         "unscored_candidates": sum(1 for r in rewards for s in r if math.isnan(s)),
+         "ns": sorted(int(n) for n in curve), "curve": {str(n): v for n, v in curve.items()},
+         "scorer_stats": dict(scorer.stats), "config": to_dict(cfg)}
+    (out / "bon.json").write_text(json.dumps(b, indent=2))
+    (out / "bon.md").write_text(bon_markdown(b))
+    with open(out / "pools_scored.jsonl", "w") as fh:
+        for r in records:
+            fh.write(json.dumps({**r, "rewards": [None if math.isnan(x) else x for x in r["rewards"]]}) + "\n")
+    if curve:
+        plot_curve(b["curve"], out / "accuracy_vs_n.png", title=f"Best-of-N: {b['model']} ({len(pools)} pools)")
+    top = curve[max(curve)] if curve else {}
+    print(f"[fcrm eval bon] {b['model']}: {len(pools)} pools; at n={max(curve) if curve else '-'}: "
+          + ", ".join(f"{s} {top[s]['accuracy']:.3f}" for s in M.SELECTORS if s in top) + f" -> {out}", flush=True)
+    return b
+
+
+def _check_model(model: str) -> str:
+    from fcrm_ray.models import RewardModelError, check_reward_model_dir
+    from fcrm_ray.paths import resolve_model_path
+
+    if not model:
+        raise ConfigError("config key `model` is required (--model PATH)")
+    path = resolve_model_path(model)
+    if not Path(path).exists():
+        raise ConfigError(f"config key `model`: path does not exist: {model}")
+    try:
+        check_reward_model_dir(path)
+    except RewardModelError as e:
+        raise ConfigError(f"config key `model`: {e}") from None
+    return path
+
+
+# ----------------------------------------------------------------------------------------------
+# Building pools
+# ----------------------------------------------------------------------------------------------
+
+
+def bfcl_examples(p: PoolsConfig, quarantine: Quarantine) -> list[Example]:
+    """Up to `max_examples` examples spread evenly over `categories` (the first ones of each file)."""
+    from itertools import islice
+
+    from fcrm_ray.data.sources import read_bfcl
+
+    per_cat = math.ceil(p.max_examples / len(p.categories)) if p.max_examples else None
+    out: list[Example] = []
+    for cat in p.categories:
+        out.extend(islice(read_bfcl([cat], data_dir=p.data_dir or None, quarantine=quarantine), per_cat))
+    return out[:p.max_examples] if p.max_examples else out
+
+
+def mutation_pool(example: Example, size: int, correct_fraction: float, rng: random.Random) -> list[str]:
+    """`size` candidates: each slot correct with P = correct_fraction, shuffled. Slots an example
+    cannot fill (no variant / no mutation of the drawn type) are filled from the other side."""
+    from fcrm_ray.toolcall.mutate import chosen_variants, mutate
+
+    n_ok = sum(rng.random() < correct_fraction for _ in range(size))
+    right = chosen_variants(example, rng, n_ok) if n_ok else []
+    types = rng.choices(list(ERROR_WEIGHTS), weights=list(ERROR_WEIGHTS.values()), k=size - len(right))
+    wrong: list[str] = []
+    for et in sorted(set(types), key=types.index):
+        wrong += [m.text for m in mutate(example, et, rng, n=types.count(et))]
+    for et in ERROR_TYPES:  # top up from any error type the example admits
+        if len(right) + len(wrong) >= size:
+            break
+        wrong += [m.text for m in mutate(example, et, rng, n=size - len(right) - len(wrong)) if m.text not in wrong]
+    while right and len(right) + len(wrong) < size:  # tiny examples: repeat correct forms, as samples do
+        right.append(rng.choice(right))
+    cands = (right + wrong)[:size]
+    rng.shuffle(cands)
+    return cands
+
+
+def hf_pools(examples: Sequence[Example], p: PoolsConfig, work_dir: Path) -> list[list[str]]:
+    """`pool_size` samples per example from a causal LM (the generation developer's HF backend)."""
+    from fcrm_ray.generate.backends import HFGenerator, resolve_generator_model
+
+    cfg = {"tag": "bon", "model": resolve_generator_model(p.model, work_dir), "device": p.device, "dtype": p.dtype,
+           "chat_template_kwargs": dict(p.chat_template_kwargs), "num_cpus": 1,
+           "sampling": {"n": p.pool_size, "temperature": p.temperature, "top_p": p.top_p, "top_k": 0,
+                        "max_new_tokens": p.max_new_tokens, "seed": p.seed}}
+    gen = HFGenerator(cfg)
+    samples = gen.generate_rows([{"example": json.dumps(ex.to_dict())} for ex in examples])
+    return [[s["text"] for s in row] for row in samples]
+
+
+def vllm_pools(examples: Sequence[Example], p: PoolsConfig) -> list[list[str]]:
+    """`pool_size` samples per example from vLLM. GPU only (vllm is imported here)."""
+    try:
+        from vllm import LLM, SamplingParams
+    except ImportError as e:
+        raise ConfigError(f"config key `pools.backend`: vllm needs vLLM on a GPU machine ({e})") from None
+    from fcrm_ray.generate.stages import render_generation_prompt
+
+    llm = LLM(model=p.model, tensor_parallel_size=p.tensor_parallel_size, max_model_len=p.max_model_len, seed=p.seed)
+    tok = llm.get_tokenizer()
+    prompts = [render_generation_prompt(tok, ex.tools, ex.conversation, p.chat_template_kwargs) for ex in examples]
+    params = SamplingParams(n=p.pool_size, temperature=p.temperature, top_p=p.top_p, max_tokens=p.max_new_tokens,
+                            seed=p.seed)
+    return [[o.text for o in r.outputs] for r in llm.generate(prompts, params)]
+
+
+def build_pools(cfg: BonConfig, out_file: str | Path) -> dict:
+    """Write pool rows (JSONL) to `out_file`; returns counts."""
+    p = cfg.pools
+    out_file = Path(out_file)
+    out_file.parent.mkdir(parents=True, exist_ok=True)
+    q = Quarantine(cfg.quarantine or out_file.with_name(out_file.stem + ".quarantine.jsonl"))
+    with q:
+        examples = bfcl_examples(p, q)
+    if not examples:
+        raise ConfigError(f"config key `pools.categories`: no examples read from {p.categories}")
+    if p.backend == "mutation":
+        pools = [mutation_pool(ex, p.pool_size, p.correct_fraction, random.Random(stable_hash("bon-pool", p.seed, ex.id)))
+                 for ex in examples]
+    elif p.backend == "hf":
+        pools = hf_pools(examples, p, Path(p.work_dir) if p.work_dir else out_file.parent)
+    else:
+        pools = vllm_pools(examples, p)
+    n = 0
+    with open(out_file, "w", encoding="utf-8") as fh:
+        for ex, cands in zip(examples, pools):
+            if not cands:
+                continue
+            d = ex.to_dict()
+            fh.write(json.dumps({"example_id": ex.id, "category": ex.category, "tools": d["tools"],
+                                 "conversation": d["conversation"], "reference": d["reference"],
+                                 "candidates": cands, "generator": p.backend if p.backend == "mutation" else p.model},
+                                ensure_ascii=False) + "\n")
+            n += 1
+    counts = {"examples": len(examples), "pools": n, "quarantined": q.total, "backend": p.backend}
+    print(f"[fcrm eval bon --build-pools] {json.dumps(counts)} -> {out_file}", flush=True)
+    return counts
+
+
+# ----------------------------------------------------------------------------------------------
+# CLI
+# ----------------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None, prog: str = "fcrm eval bon") -> int:
+    parser = config_arg_parser(prog, "Best-of-N reranking with a reward model, judged by the verifier.")
+    parser.add_argument("--model", help="reward model folder")
+    parser.add_argument("--candidates", help="pool file or folder (JSONL/Parquet)")
+    parser.add_argument("--out", required=True, help="output folder (eval) or pool JSONL file (--build-pools)")
+    parser.add_argument("--build-pools", action="store_true", help="build candidate pools from BFCL instead")
+    args = parser.parse_args(argv)
+    flags = [f"{k}={json.dumps(v)}" for k, v in (("model", args.model), ("candidates", args.candidates)) if v]
+    if not args.build_pools:
+        flags.append(f"out={json.dumps(args.out)}")
+    cfg = load_config(BonConfig, args.config, flags + list(args.overrides))
+    if args.build_pools:
+        build_pools(cfg, args.out)
+    else:
+        run_eval(cfg)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,221 @@
+"""Pure metric functions of the evaluation harness: pairwise accuracy, bootstrap intervals,
+per-group breakdowns, and Best-of-N selection with its baselines.
+
+No model, no Ray, no I/O: everything takes scores / verdicts already computed, so each rule can
+be tested on hand-made numbers.
+
+Pairwise (FC-RewardBench): a pair counts 1 if the RM scores chosen above rejected, 0 if below,
+and 1/2 on a tie (an RM that cannot tell the two apart is at chance, not wrong). A pair with a
+missing score (NaN: the scorer could not fit the row) also counts 1/2 and is reported in
+`n_unscored`, so `n` is always the number of pairs read and nothing silently vanishes.
+
+Bootstrap: percentile intervals over `n_boot` resamples of the per-pair outcomes, drawn with a
+seeded `numpy.random.default_rng(seed)` so a report is reproducible.
+
+Best-of-N on a pool of candidates (in sampling order) with RM scores, verifier verdicts and
+canonical keys (`verify.canonical_key`), for each n = the first n candidates:
+- RM: the highest-reward candidate; ties -> the earliest candidate (so a constant RM
+  reduces to the first-sample baseline, never to a lucky pick).
+- first sample: candidate 0.
+- random pick, expected value: the fraction of correct candidates among the first n (the
+  accuracy of a uniform random pick, without sampling noise).
+- majority vote: the canonical key that occurs most often among the first n; ties between keys ->
+  the key whose first occurrence comes earliest (deterministic, and again the first sample when
+  all candidates differ). The vote is judged by that first occurrence's verdict.
+- oracle: any correct candidate among the first n (an upper bound for every selector).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+
+DEFAULT_N_BOOT = 1000
+BON_NS: tuple[int, ...] = (1, 2, 4, 8, 16, 32)
+GROUP_KEYS: dict[str, str] = {  # metrics.json key -> pair column
+    "per_error_type": "error_type",
+    "per_category": "category",
+    "per_source": "source",
+    "per_generator": "generator",
+}
+
+
+# ----------------------------------------------------------------------------------------------
+# Pairwise accuracy
+# ----------------------------------------------------------------------------------------------
+
+
+def _missing(x: float | None) -> bool:
+    return x is None or (isinstance(x, float) and math.isnan(x))
+
+
+def pair_outcome(chosen: float | None, rejected: float | None) -> float:
+    """1.0 if chosen > rejected, 0.0 if below, 0.5 on a tie or a missing score."""
+    if _missing(chosen) or _missing(rejected):
+        return 0.5
+    if chosen > rejected:
+        return 1.0
+    if chosen < rejected:
+        return 0.0
+    return 0.5
+
+
+def pair_outcomes(chosen: Sequence[float | None], rejected: Sequence[float | None]) -> list[float]:
+    if len(chosen) != len(rejected):
+        raise ValueError(f"{len(chosen)} chosen scores but {len(rejected)} rejected scores")
+    return [pair_outcome(c, r) for c, r in zip(chosen, rejected)]
+
+
+def pairwise_accuracy(chosen: Sequence[float | None], rejected: Sequence[float | None]) -> float:
+    """Mean pair outcome (ties count half); NaN for no pairs."""
+    out = pair_outcomes(chosen, rejected)
+    return float(sum(out) / len(out)) if out else float("nan")
+
+
+def bootstrap_ci(values: Sequence[float], n_boot: int = DEFAULT_N_BOOT, seed: int = 0,
+                 level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of `values` (seeded). (nan, nan) for no values;
+    a single value gives a zero-width interval."""
+    v = np.asarray(list(values), dtype=float)
+    if v.size == 0:
+        return (float("nan"), float("nan"))
+    if n_boot <= 0 or v.size == 1:
+        m = float(v.mean())
+        return (m, m)
+    rng = np.random.default_rng(seed)
+    # Resample in chunks so a large benchmark x 1000 resamples stays small in memory.
+    means = np.empty(n_boot)
+    chunk = max(1, 2_000_000 // v.size)
+    for start in range(0, n_boot, chunk):
+        k = min(chunk, n_boot - start)
+        idx = rng.integers(0, v.size, size=(k, v.size))
+        means[start:start + k] = v[idx].mean(axis=1)
+    alpha = (1.0 - level) / 2
+    lo, hi = np.quantile(means, [alpha, 1 - alpha])
+    return (float(lo), float(hi))
+
+
+def summarize(outcomes: Sequence[float], n_boot: int = DEFAULT_N_BOOT, seed: int = 0) -> dict:
+    """{accuracy, n, ci95: [lo, hi], ties} of per-pair outcomes."""
+    n = len(outcomes)
+    acc = float(sum(outcomes) / n) if n else float("nan")
+    lo, hi = bootstrap_ci(outcomes, n_boot=n_boot, seed=seed)
+    return {"accuracy": acc, "n": n, "ci95": [lo, hi], "ties": int(sum(1 for o in outcomes if o == 0.5))}
+
+
+def group_breakdown(outcomes: Sequence[float], groups: Sequence[str], n_boot: int = DEFAULT_N_BOOT,
+                    seed: int = 0) -> dict[str, dict]:
+    """summarize() per group label, groups sorted by size (largest first), then name."""
+    if len(outcomes) != len(groups):
+        raise ValueError(f"{len(outcomes)} outcomes but {len(groups)} group labels")
+    by: dict[str, list[float]] = defaultdict(list)
+    for o, g in zip(outcomes, groups):
+        by[str(g)].append(o)
+    order = sorted(by, key=lambda g: (-len(by[g]), g))
+    return {g: summarize(by[g], n_boot=n_boot, seed=seed) for g in order}
+
+
+def pairwise_metrics(rows: Sequence[Mapping], chosen: Sequence[float | None], rejected: Sequence[float | None],
+                     n_boot: int = DEFAULT_N_BOOT, seed: int = 0) -> dict:
+    """The metrics.json body: overall summary + one breakdown per GROUP_KEYS column."""
+    if len(rows) != len(chosen):
+        raise ValueError(f"{len(rows)} rows but {len(chosen)} scores")
+    outcomes = pair_outcomes(chosen, rejected)
+    out = summarize(outcomes, n_boot=n_boot, seed=seed)
+    out["n_unscored"] = int(sum(1 for c, r in zip(chosen, rejected) if _missing(c) or _missing(r)))
+    for key, col in GROUP_KEYS.items():
+        out[key] = group_breakdown(outcomes, [r.get(col, "") or "unknown" for r in rows], n_boot=n_boot, seed=seed)
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Best-of-N
+# ----------------------------------------------------------------------------------------------
+
+
+def bon_select(scores: Sequence[float | None], n: int) -> int:
+    """Index of the highest-scoring candidate among the first n (earliest on ties; NaN never wins
+    over a real score)."""
+    if n < 1 or not scores:
+        raise ValueError("need n >= 1 and at least one candidate")
+    best, best_s = 0, None
+    for i, s in enumerate(scores[:n]):
+        if _missing(s):
+            continue
+        if best_s is None or s > best_s:
+            best, best_s = i, s
+    return best
+
+
+def majority_select(keys: Sequence[str], n: int) -> int:
+    """Index of the first occurrence of the most frequent key among the first n; ties -> the key
+    that occurred first."""
+    if n < 1 or not keys:
+        raise ValueError("need n >= 1 and at least one candidate")
+    head = list(keys[:n])
+    counts = Counter(head)
+    first: dict[str, int] = {}
+    for i, k in enumerate(head):
+        first.setdefault(k, i)
+    winner = min(counts, key=lambda k: (-counts[k], first[k]))
+    return first[winner]
+
+
+def first_sample_correct(correct: Sequence[bool], n: int) -> float:
+    return float(bool(correct[0]))
+
+
+def random_expected(correct: Sequence[bool], n: int) -> float:
+    """Expected accuracy of a uniform random pick among the first n = fraction correct."""
+    head = list(correct[:n])
+    return float(sum(bool(c) for c in head) / len(head))
+
+
+def oracle_correct(correct: Sequence[bool], n: int) -> float:
+    return float(any(bool(c) for c in correct[:n]))
+
+
+BASELINES = ("first", "random", "majority", "oracle")
+SELECTORS = ("rm",) + BASELINES
+
+
+def pool_outcomes(scores: Sequence[float | None], correct: Sequence[bool], keys: Sequence[str], n: int) -> dict:
+    """{selector: 0..1} for one pool at one n (n is capped at the pool size by the caller)."""
+    if not (len(scores) == len(correct) == len(keys)):
+        raise ValueError("scores, correct and keys must have one entry per candidate")
+    return {
+        "rm": float(bool(correct[bon_select(scores, n)])),
+        "first": first_sample_correct(correct, n),
+        "random": random_expected(correct, n),
+        "majority": float(bool(correct[majority_select(keys, n)])),
+        "oracle": oracle_correct(correct, n),
+    }
+
+
+def bon_ns(max_pool: int, ns: Iterable[int] = BON_NS) -> list[int]:
+    """The n values evaluated: those of `ns` up to the largest pool."""
+    return [n for n in ns if n <= max_pool]
+
+
+def bon_curve(pools: Sequence[Mapping], ns: Iterable[int] = BON_NS, n_boot: int = DEFAULT_N_BOOT,
+              seed: int = 0) -> dict:
+    """Accuracy per selector per n over pools `{scores, correct, keys}`.
+
+    Only pools with at least n candidates count at n (a pool of 4 says nothing about n=8); the
+    number used is reported as `pools`. Returns {n: {selector: {accuracy, ci95}, pools}}."""
+    pools = list(pools)
+    out: dict[int, dict] = {}
+    for n in bon_ns(max((len(p["scores"]) for p in pools), default=0), ns):
+        per = [pool_outcomes(p["scores"], p["correct"], p["keys"], n) for p in pools if len(p["scores"]) >= n]
+        if not per:
+            continue
+        row: dict = {"pools": len(per)}
+        for sel in SELECTORS:
+            vals = [o[sel] for o in per]
+            lo, hi = bootstrap_ci(vals, n_boot=n_boot, seed=seed)
+            row[sel] = {"accuracy": float(sum(vals) / len(vals)), "ci95": [lo, hi]}
+        out[n] = row
+    return out
