@@ -1,0 +1,24 @@
+"""`ray job submit` entrypoint of `fcrm filter` (same config, same code as the CLI).
+
+    ray job submit --address http://127.0.0.1:8265 --working-dir . \
+      --runtime-env jobs/runtime_env_gpu.yaml -- \
+      python jobs/filter_corpus.py --config configs/filter.yaml input.path=/mnt/cluster_storage/sft/ \
+        output.dir=/mnt/cluster_storage/fcrm/filter-1 scoring.device=cuda scoring.num_gpus_per_actor=1 \
+        scoring.num_actors=8
+
+Inside a job `RAY_ADDRESS` is set, so the pipeline joins the cluster. Resubmitting the same command
+resumes: shards recorded in `output.dir/manifest.json` are skipped.
+"""
+
+import sys
+
+from fcrm_ray.config import ConfigError
+from fcrm_ray.filter.pipeline import main
+from fcrm_ray.toolcall.schema import SchemaError
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main(sys.argv[1:], prog="jobs/filter_corpus.py"))
+    except (ConfigError, SchemaError, FileNotFoundError) as e:  # a bad config is a message, not a traceback
+        print(f"jobs/filter_corpus.py: error: {e}", file=sys.stderr)
+        sys.exit(2)

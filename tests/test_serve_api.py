@@ -1,0 +1,340 @@
+"""Reward service: config safety, request validation (4xx naming the field), auth, OpenRLHF
+protocol, client retries; and (slow) a real Ray Serve app on 127.0.0.1 with a tiny random-init RM."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from types import SimpleNamespace
+
+import httpx
+import pytest
+
+from fcrm_ray.config import ConfigError, load_config
+from fcrm_ray.serve import app as serve_app
+from fcrm_ray.serve.client import RewardClient, RewardServiceError
+from fcrm_ray.serve.config import ServeConfig
+from fcrm_ray.serve.schemas import GetRewardResponse, ModelsResponse, RewardResponse
+
+TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Current weather",
+                                           "parameters": {"type": "object",
+                                                          "properties": {"city": {"type": "string"}},
+                                                          "required": ["city"]}}}]
+MESSAGES = [{"role": "user", "content": "Weather in Paris?"}]
+GOOD = '[{"name": "get_weather", "arguments": {"city": "Paris"}}]'
+BAD = '[{"name": "get_weather", "arguments": {"city": "London"}}]'
+REFERENCE = [{"get_weather": {"city": ["Paris"]}}]
+
+
+def _cfg(*overrides: str) -> ServeConfig:
+    return load_config(ServeConfig, None, ["models.fcrm-rm.path=/nonexistent/rm", *overrides])
+
+
+# --- config -------------------------------------------------------------------------------------
+
+def test_loopback_default_and_non_loopback_needs_token(monkeypatch):
+    monkeypatch.delenv("FCRM_SERVE_TOKEN", raising=False)
+    assert _cfg().host == "127.0.0.1"
+    with pytest.raises(ConfigError, match="auth_token"):
+        _cfg("host=0.0.0.0")
+    assert _cfg("host=0.0.0.0", "auth_token=s3cret").resolved_token() == "s3cret"
+    monkeypatch.setenv("FCRM_SERVE_TOKEN", "from-env")
+    assert _cfg("host=10.0.0.5").resolved_token() == "from-env"
+
+
+def test_batching_defaults_size_max_ongoing_requests_from_batch():
+    m = _cfg("models.fcrm-rm.max_batch_size=16").models["fcrm-rm"]
+    assert m.effective_max_ongoing_requests() == 32 and m.effective_target_ongoing() == 16.0
+    opts = serve_app.deployment_options(m)
+    assert opts["max_ongoing_requests"] == 32 and opts["autoscaling_config"]["target_ongoing_requests"] == 16.0
+    with pytest.raises(ConfigError, match="max_ongoing_requests"):
+        _cfg("models.fcrm-rm.max_batch_size=16", "models.fcrm-rm.max_ongoing_requests=4")
+    with pytest.raises(ConfigError, match="num_gpus"):
+        _cfg("models.fcrm-rm.device=cuda")
+
+
+def test_emit_config_is_a_valid_serve_deploy_schema(tmp_path):
+    import yaml
+    from ray.serve.schema import ServeDeploySchema
+
+    out = tmp_path / "deploy.yaml"
+    assert serve_app.main(["models.fcrm-rm.path=runs/rm", "auth_token=never-written", "--emit-config", str(out)]) == 0
+    text = out.read_text()
+    assert "never-written" not in text
+    schema = ServeDeploySchema.model_validate(yaml.safe_load(text))
+    app = schema.applications[0]
+    assert app.import_path == "fcrm_ray.serve.app:app_builder"
+    names = {d.name for d in app.deployments}
+    assert names == {"RewardIngress", "RewardModel_fcrm-rm"}
+
+
+# --- handlers with fake model handles (no Ray) -----------------------------------------------------
+
+def _fake_models(calls: list):
+    async def score_group(tools, messages, candidates):
+        calls.append(candidates)
+        return [float(len(json.dumps(c))) for c in candidates]
+
+    async def score_texts(prompts, completions):
+        calls.append(list(zip(prompts, completions)))
+        return [None if c == "UNSCORABLE" else float(len(c)) for c in completions]
+
+    return {"fcrm-rm": SimpleNamespace(score_group=SimpleNamespace(remote=score_group),
+                                       score_texts=SimpleNamespace(remote=score_texts))}
+
+
+def _call(handler, body, cfg=None, calls=None):
+    calls = [] if calls is None else calls
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    out = asyncio.run(handler(cfg or _cfg(), _fake_models(calls), raw))
+    if hasattr(out, "status_code"):
+        return out.status_code, json.loads(out.body)
+    return 200, out
+
+
+def test_rewards_single_item_with_reference_gives_verdicts():
+    status, out = _call(serve_app.handle_rewards, {"tools": TOOLS, "messages": MESSAGES,
+                                                   "candidates": [GOOD, BAD, [{"name": "get_weather", "arguments": {"city": "Paris"}}]],
+                                                   "reference": REFERENCE})
+    assert status == 200 and out["model"] == "fcrm-rm"
+    RewardResponse.model_validate(out)  # the documented response schema
+    assert len(out["rewards"]) == 3
+    verdicts = out["results"][0]["verdicts"]
+    assert [v["correct"] for v in verdicts] == [True, False, True]
+    assert verdicts[1]["error_type"] == "incorrect_parameter_value"
+
+
+def test_rewards_batched_items_and_bare_list():
+    item = {"tools": TOOLS, "messages": MESSAGES, "candidates": [GOOD]}
+    status, out = _call(serve_app.handle_rewards, {"items": [item, dict(item, candidates=[GOOD, BAD], id="b")]})
+    assert status == 200 and [len(r["rewards"]) for r in out["results"]] == [1, 2]
+    assert out["results"][1]["id"] == "b" and "verdicts" not in out["results"][0] or out["results"][0]["verdicts"] is None
+    status, out = _call(serve_app.handle_rewards, [item, item])
+    assert status == 200 and len(out["results"]) == 2
+
+
+@pytest.mark.parametrize("body, status, field", [
+    (b"{not json", 400, "body"),
+    ({"tools": TOOLS, "messages": MESSAGES}, 422, "candidates"),
+    ({"tools": TOOLS, "messages": "hi", "candidates": [GOOD]}, 422, "messages"),
+    ({"tools": TOOLS, "messages": MESSAGES, "candidates": [GOOD], "bogus": 1}, 422, "bogus"),
+    ({"tools": TOOLS, "messages": MESSAGES, "candidates": [GOOD] * 65}, 422, "candidates"),
+    ({"items": [{"tools": TOOLS, "messages": MESSAGES, "candidates": [GOOD]}] * 65}, 422, "items"),
+    ({"items": [{"tools": TOOLS, "messages": MESSAGES, "candidates": [7]}]}, 422, "items[0].candidates[0]"),
+    ({"tools": [{"function": {"description": "no name"}}], "messages": MESSAGES, "candidates": [GOOD]}, 422, "tools"),
+    ({"tools": TOOLS, "messages": MESSAGES, "candidates": [GOOD], "reference": [{"a": 1, "b": 2}]}, 422, "reference"),
+    ({"tools": TOOLS, "messages": MESSAGES, "candidates": [GOOD], "model": "nope"}, 422, "model"),
+    (b"[1, 2]", 422, "items[0]"),
+    (b'"a string"', 422, "body"),
+])
+def test_rewards_rejects_bad_requests_naming_the_field(body, status, field):
+    calls: list = []
+    got_status, out = _call(serve_app.handle_rewards, body, calls=calls)
+    assert got_status == status, out
+    assert out["field"].startswith(field), out
+    assert field in out["detail"]
+    assert calls == []  # nothing reached a model
+
+
+def test_get_reward_openrlhf_protocol():
+    prompts = ["<user>q1</user>", "<user>q2</user>"]
+    queries = [prompts[0] + "answer one", prompts[1] + "UNSCORABLE"]
+    calls: list = []
+    status, out = _call(serve_app.handle_get_reward, {"query": queries, "prompts": prompts, "labels": ["x", "y"]},
+                        calls=calls)
+    assert status == 200
+    GetRewardResponse.model_validate(out)
+    assert set(out) == {"rewards", "scores", "extra_logs"}
+    assert out["rewards"] == [float(len("answer one")), 0.0]
+    assert all(0.0 < s <= 1.0 for s in out["scores"])
+    assert out["extra_logs"]["unscorable"] == [0.0, 1.0]
+    assert calls == [[(prompts[0], "answer one"), (prompts[1], "UNSCORABLE")]]  # split at the prompt
+    # without prompts the whole query is the completion
+    status, out = _call(serve_app.handle_get_reward, {"query": ["abc"]})
+    assert status == 200 and out["rewards"] == [3.0]
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"query": "not a list"}, "query"),
+    ({"query": []}, "query"),
+    ({"query": ["a", "b"], "prompts": ["a"]}, "prompts"),
+    ({"query": ["a"], "labels": [1, 2]}, "labels"),
+    ({"query": ["a"] * 257}, "query"),
+])
+def test_get_reward_rejects_bad_requests(body, field):
+    status, out = _call(serve_app.handle_get_reward, body)
+    assert status == 422 and out["field"] == field, out
+
+
+def test_token_check():
+    assert serve_app.token_ok("Bearer abc", "abc")
+    assert serve_app.token_ok("bearer abc", "abc")
+    assert not serve_app.token_ok("Bearer abd", "abc")
+    assert not serve_app.token_ok("abc", "abc")
+    assert not serve_app.token_ok("", "abc")
+
+
+# --- client retries (httpx MockTransport) -----------------------------------------------------------
+
+def test_client_retries_5xx_and_connection_errors_not_4xx():
+    seen = []
+
+    def handler(request: httpx.Request):
+        seen.append(request.url.path)
+        n = len(seen)
+        if n == 1:
+            raise httpx.ConnectError("refused", request=request)
+        if n == 2:
+            return httpx.Response(503, json={"detail": "starting"})
+        return httpx.Response(200, json={"status": "ok", "models": {}})
+
+    rc = RewardClient("http://rm", retries=3, backoff=0.0, transport=httpx.MockTransport(handler))
+    assert rc.healthz()["status"] == "ok" and len(seen) == 3
+
+    seen.clear()
+    rc = RewardClient("http://rm", retries=3, backoff=0.0,
+                      transport=httpx.MockTransport(lambda r: (seen.append(1), httpx.Response(422, json={"detail": "candidates: bad"}))[1]))
+    with pytest.raises(RewardServiceError, match="candidates") as e:
+        rc.rewards(TOOLS, MESSAGES, [GOOD])
+    assert e.value.status == 422 and len(seen) == 1
+
+    seen.clear()
+    rc = RewardClient("http://rm", retries=2, backoff=0.0,
+                      transport=httpx.MockTransport(lambda r: (seen.append(1), httpx.Response(500, text="boom"))[1]))
+    with pytest.raises(RewardServiceError):
+        rc.get_reward(["q"])
+    assert len(seen) == 3  # 1 + 2 retries
+
+
+def test_client_sends_bearer_token():
+    got = {}
+
+    def handler(request):
+        got["auth"] = request.headers.get("authorization")
+        got["body"] = json.loads(request.content)
+        return httpx.Response(200, json={"rewards": [1.0], "scores": [0.7], "extra_logs": {}})
+
+    rc = RewardClient("http://rm", token="t0k", transport=httpx.MockTransport(handler))
+    rc.get_reward(["pq"], prompts=["p"], labels=["l"])
+    assert got["auth"] == "Bearer t0k" and got["body"] == {"query": ["pq"], "prompts": ["p"], "labels": ["l"]}
+
+
+# --- a real Serve application (slow) -----------------------------------------------------------------
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_rm(tmp_path_factory):
+    from fcrm_ray.models import build_tiny_bert_rm
+
+    return str(build_tiny_bert_rm(tmp_path_factory.mktemp("rm") / "tiny-bert"))
+
+
+@pytest.fixture(scope="module")
+def served(tiny_rm):
+    """Serve on 127.0.0.1 with auth on; yields (base_url, token, cfg)."""
+    import ray
+    from ray import serve
+
+    port = _free_port()
+    token = "test-token"
+    cfg = load_config(ServeConfig, None, [
+        f"models.fcrm-rm.path={tiny_rm}", "models.fcrm-rm.max_batch_size=8", "models.fcrm-rm.batch_wait_timeout_s=0.02",
+        "models.fcrm-rm.max_length=256", "models.fcrm-rm.ray_actor_options.num_cpus=0.5", f"port={port}",
+        f"auth_token={token}", "limits.max_body_bytes=20000", "ingress.num_cpus=0.1", "app_name=fcrm-test"])
+    # Ray workers inherit the environment at ray.init: the filter's serve backend reads its token here.
+    os.environ["FCRM_TEST_SERVE_TOKEN"] = token
+    ray.init(num_cpus=2, include_dashboard=False)
+    try:
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        serve.run(serve_app.build_app(cfg), name=cfg.app_name, route_prefix="/")
+        yield f"http://127.0.0.1:{port}", token, cfg
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+        os.environ.pop("FCRM_TEST_SERVE_TOKEN", None)
+
+
+@pytest.mark.slow
+def test_served_app_end_to_end(served):
+    url, token, cfg = served
+    rc = RewardClient(url, token=token, retries=1, backoff=0.1, timeout=30)
+    assert rc.healthz()["status"] == "ok"
+    info = rc.models()
+    ModelsResponse.model_validate(info)
+    assert info["default"] == "fcrm-rm" and info["models"][0]["max_batch_size"] == 8
+
+    out = rc.rewards(TOOLS, MESSAGES, [GOOD, BAD, GOOD], reference=REFERENCE)
+    r = out["rewards"]
+    assert len(r) == 3 and all(isinstance(x, float) for x in r)
+    assert r[0] == pytest.approx(r[2], abs=1e-5)  # same call, same score (batched or not)
+    assert [v["correct"] for v in out["results"][0]["verdicts"]] == [True, False, True]
+
+    # OpenRLHF round trip, and the reward agrees with the same text scored alone
+    got = rc.get_reward(["[USER] hi\n[CALL] get_weather(city=\"Paris\")"], prompts=["[USER] hi\n[CALL]"], labels=[""])
+    assert len(got["rewards"]) == 1 and 0 < got["scores"][0] < 1 and "unscorable" in got["extra_logs"]
+
+    # auth: missing/wrong token -> 401; /healthz stays open for load balancers
+    with httpx.Client(base_url=url, timeout=30) as h:
+        assert h.post("/v1/rewards", json={}).status_code == 401
+        assert h.post("/get_reward", json={"query": ["x"]}, headers={"Authorization": "Bearer nope"}).status_code == 401
+        assert h.get("/healthz").status_code == 200
+        auth = {"Authorization": f"Bearer {token}"}
+        bad = h.post("/v1/rewards", content=b"{oops", headers={**auth, "content-type": "application/json"})
+        assert bad.status_code == 400 and "body" in bad.json()["detail"]
+        big = h.post("/v1/rewards", content=b"x" * 30000, headers=auth)
+        assert big.status_code == 413 and "max_body_bytes" in big.json()["detail"]
+        many = h.post("/v1/rewards", json={"tools": TOOLS, "messages": MESSAGES, "candidates": [GOOD] * 65}, headers=auth)
+        assert many.status_code == 422 and "candidates" in many.json()["detail"]
+    # ... and the service is still up
+    assert rc.healthz()["status"] == "ok"
+
+
+@pytest.mark.slow
+def test_served_concurrent_requests_batch(served):
+    """Concurrent single-candidate requests share forwards and get the same scores as alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    url, token, _ = served
+    rc = RewardClient(url, token=token, retries=1, timeout=30)
+    alone = rc.rewards(TOOLS, MESSAGES, [BAD])["rewards"][0]
+    with ThreadPoolExecutor(8) as ex:
+        got = list(ex.map(lambda _: rc.rewards(TOOLS, MESSAGES, [BAD])["rewards"][0], range(16)))
+    assert got == pytest.approx([alone] * 16, abs=1e-4)
+
+
+@pytest.mark.slow
+def test_filter_job_scores_through_the_service(served, tmp_path):
+    """`fcrm filter` with scoring.backend=serve (HTTP) against the running app; counts add up."""
+    from fcrm_ray.filter import pipeline
+    from fcrm_ray.filter.config import FilterConfig
+
+    url, token, _ = served
+    rows = [{"id": f"r{i}", "tools": TOOLS, "messages": MESSAGES + [{"role": "assistant", "content": "", "tool_calls": [
+        {"type": "function", "function": {"name": "get_weather", "arguments": json.dumps({"city": c})}}]}]}
+        for i, c in enumerate(["Paris", "London", "Rome", "Oslo", "Lima", "Paris"])]
+    rows.append({"id": "bad", "messages": MESSAGES, "tools": []})
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    cfg = load_config(FilterConfig, None, [
+        f"input.path={corpus}", f"output.dir={tmp_path / 'out'}", "scoring.backend=serve", f"scoring.serve_url={url}",
+        "scoring.serve_token_env=FCRM_TEST_SERVE_TOKEN", "scoring.serve_concurrency=1", "input.shard_rows=3",
+        "policy.kind=top_fraction", "policy.fraction=0.5"])
+    stats = pipeline.run(cfg)
+    assert stats["rows_in"] == 7 and stats["units_in"] == 7
+    assert stats["kept"] + stats["dropped"] == 6 and stats["quarantined"] == 1
+    assert stats["kept"] >= 3  # top half; ties at the threshold (the two Paris rows) are all kept
+    # the same call text scores the same through the service
+    import pyarrow.parquet as pq
+
+    got = [r for part in ("kept", "dropped") for f in sorted((tmp_path / "out" / part).glob("*.parquet"))
+           for r in pq.read_table(f).to_pylist()]
+    paris = [r["reward"] for r in got if '"Paris"' in r["candidate"]]
+    assert len(paris) == 2 and paris[0] == pytest.approx(paris[1], abs=1e-5)
