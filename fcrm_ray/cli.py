@@ -18,7 +18,8 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("report",): ("fcrm_ray.evaluate.report:main", "HTML/Markdown report over eval runs"),
     ("serve",): ("fcrm_ray.serve.app:main", "Ray Serve reward service"),
     ("filter",): ("fcrm_ray.filter.pipeline:main", "reward-guided filtering of an SFT corpus"),
-    ("quickstart",): ("fcrm_ray.quickstart:main", "CPU end-to-end demo"),
+    ("pipeline",): ("fcrm_ray.pipeline:main", "run the stages end to end (configs/pipeline/*.yaml)"),
+    ("quickstart",): ("fcrm_ray.pipeline:quickstart", "CPU end-to-end demo (configs/pipeline/cpu.yaml)"),
 }
 
 

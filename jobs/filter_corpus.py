@@ -12,13 +12,7 @@ resumes: shards recorded in `output.dir/manifest.json` are skipped.
 
 import sys
 
-from fcrm_ray.config import ConfigError
-from fcrm_ray.filter.pipeline import main
-from fcrm_ray.toolcall.schema import SchemaError
+from fcrm_ray.cli import main  # one dispatcher: a bad config exits 2 with a message naming the key
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main(sys.argv[1:], prog="jobs/filter_corpus.py"))
-    except (ConfigError, SchemaError, FileNotFoundError) as e:  # a bad config is a message, not a traceback
-        print(f"jobs/filter_corpus.py: error: {e}", file=sys.stderr)
-        sys.exit(2)
+    sys.exit(main(["filter", *sys.argv[1:]]))

@@ -10,13 +10,7 @@ Resubmitting the same command resumes: finished shards are skipped (see fcrm_ray
 
 import sys
 
-from fcrm_ray.config import ConfigError
-from fcrm_ray.generate.pipeline import main
-from fcrm_ray.toolcall.schema import SchemaError
+from fcrm_ray.cli import main  # one dispatcher: a bad config exits 2 with a message naming the key
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main(sys.argv[1:], prog="jobs/generate.py"))
-    except (ConfigError, SchemaError, FileNotFoundError) as e:  # a bad config is a message, not a traceback
-        print(f"jobs/generate.py: error: {e}", file=sys.stderr)
-        sys.exit(2)
+    sys.exit(main(["generate", *sys.argv[1:]]))

@@ -12,13 +12,7 @@ the cluster (`serve status`, `serve shutdown`). For declarative deployments pref
 
 import sys
 
-from fcrm_ray.config import ConfigError
-from fcrm_ray.serve.app import main
-from fcrm_ray.toolcall.schema import SchemaError
+from fcrm_ray.cli import main  # one dispatcher: a bad config exits 2 with a message naming the key
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main(sys.argv[1:], prog="jobs/serve_rm.py"))
-    except (ConfigError, SchemaError, FileNotFoundError) as e:  # a bad config is a message, not a traceback
-        print(f"jobs/serve_rm.py: error: {e}", file=sys.stderr)
-        sys.exit(2)
+    sys.exit(main(["serve", *sys.argv[1:]]))

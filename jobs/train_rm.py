@@ -7,12 +7,7 @@
 
 import sys
 
-from fcrm_ray.config import ConfigError
-from fcrm_ray.train.recipe import main
+from fcrm_ray.cli import main  # one dispatcher: a bad config exits 2 with a message naming the key
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main(sys.argv[1:], prog="jobs/train_rm.py"))
-    except ConfigError as e:
-        print(f"jobs/train_rm.py: error: {e}", file=sys.stderr)
-        sys.exit(2)
+    sys.exit(main(["train", *sys.argv[1:]]))

@@ -216,7 +216,8 @@ def render_markdown(title: str, sections: Sequence[Section], out: Path) -> str:
 # Finding and reading runs
 # ----------------------------------------------------------------------------------------------
 
-RUN_FILES = {"metrics.json": "pairwise", "bon.json": "bon", "robustness.json": "robustness", "eval.json": "train"}
+RUN_FILES = {"metrics.json": "pairwise", "bon.json": "bon", "robustness.json": "robustness", "eval.json": "train",
+             "pipeline.json": "pipeline"}
 
 
 def find_runs(paths: Sequence[str | Path], max_depth: int = 3) -> list[tuple[str, Path]]:
@@ -385,6 +386,33 @@ def train_sections(runs: Sequence[Path], out: Path) -> list[Section]:
     return sections
 
 
+def pipeline_sections(runs: Sequence[Path], out: Path) -> list[Section]:
+    """`fcrm pipeline` runs: each stage's status and time, the service check, the filter's record
+    on the labelled sample corpus."""
+    sections = []
+    for run in runs:
+        p = _load(run / "pipeline.json")
+        s = Section(f"Pipeline: {run}")
+        s.table(["stage", "status", "seconds"],
+                [[e.get("stage"), e.get("status", "running"), e.get("seconds", "")] for e in p.get("stages", [])]
+                + [["total", "", p.get("total_seconds", "")]])
+        by = {e.get("stage"): e.get("result") or {} for e in p.get("stages", [])}
+        check = by.get("serve") or {}
+        if check.get("candidates"):
+            s.p(f"Reward service ({check.get('url')}), one request, {len(check['candidates'])} candidates of "
+                f"{check.get('example_id')} in {check.get('latency_s')} s; correct call ranked first: "
+                f"{check.get('correct_ranked_first')}.")
+            s.table(["candidate", "reward"], [[c["label"], f"{c['reward']:.3f}"] for c in check["candidates"]])
+        labels = (by.get("filter") or {}).get("labels")
+        if labels:
+            s.p(f"Filter on the labelled sample corpus: kept-set precision {labels['kept_precision']:.3f} "
+                f"(share of kept rows whose call is correct) vs base rate {labels['base_rate']:.3f}.")
+            s.table(["part", "rows", "correct", "wrong"],
+                    [[part, labels[part]["rows"], labels[part]["correct"], labels[part]["wrong"]] for part in ("kept", "dropped")])
+        sections.append(s)
+    return sections
+
+
 def build_report(paths: Sequence[str | Path], out: str | Path, title: str = "fcrm-ray evaluation report") -> dict:
     """Write `report.html` + `report.md` into `out`; returns {kind: [run folders]}."""
     out = Path(out)
@@ -397,6 +425,7 @@ def build_report(paths: Sequence[str | Path], out: str | Path, title: str = "fcr
     overview = Section("Runs")
     overview.table(["kind", "folder"], [[k, str(r)] for k, r in runs])
     sections.append(overview)
+    sections += pipeline_sections(by.get("pipeline", []), out)
     sections += pairwise_sections(by.get("pairwise", []), out)
     sections += bon_sections(by.get("bon", []), out)
     sections += robustness_sections(by.get("robustness", []), out)

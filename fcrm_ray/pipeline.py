@@ -1,0 +1,388 @@
+"""`fcrm pipeline`: the whole chain, stage after stage, each stage its own `fcrm` command.
+
+    fcrm pipeline --config configs/pipeline/cpu.yaml out=runs/pipeline train.overrides='[train.max_steps=20]'
+
+Stages (in this order; `stages:` picks a subset, e.g. to re-run evaluation only):
+
+    bench      fcrm bench build      BFCL -> FC-RewardBench-style pairs; its `test` split (BFCL's
+                                     non-live categories) is the held-out benchmark
+    generate   fcrm generate         synthetic preference pairs (mutation / hf / vllm generators)
+    train      fcrm train            Bradley-Terry RM on `generate`'s train split; tested on `bench`
+    pairwise   fcrm eval pairwise    the RM on the benchmark's test split
+    bon        fcrm eval bon         Best-of-N on candidate pools built from BFCL (`--build-pools`)
+    serve      fcrm serve            start the reward service, score one request over HTTP, stop it
+    filter     fcrm filter           filter a labelled sample corpus (`filter.sample_corpus`)
+    report     (fcrm report)         one HTML/Markdown report over all of it, stage timings included
+
+Every stage runs as a child process (`python -m fcrm_ray.cli ...`) with its stdout/stderr teed
+to `<out>/logs/<stage>.log`, so a failing stage is obvious: the pipeline stops, names the stage,
+its exit code and its log, and exits non-zero. Under `ray job submit`, `RAY_ADDRESS` is set and
+every child connects to the same cluster. The wiring between stages (where each reads and
+writes) is fixed here under `out`; each stage's own config and overrides come from the
+pipeline config. `<out>/pipeline.json` records each stage's command, status and seconds, and
+`fcrm report` shows it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from fcrm_ray.config import ConfigError, parse_config_args
+
+STAGES = ("bench", "generate", "train", "pairwise", "bon", "serve", "filter", "report")
+
+
+@dataclass
+class StageConfig:
+    config: str = ""  # the stage's own YAML ("" = the stage's defaults)
+    overrides: list[str] = field(default_factory=list)  # key=value for that stage
+    timeout_s: int = 3600
+
+
+@dataclass
+class BonStageConfig(StageConfig):
+    pool_overrides: list[str] = field(default_factory=list)  # for `fcrm eval bon --build-pools`
+
+
+@dataclass
+class ServeStageConfig(StageConfig):
+    startup_timeout_s: int = 180
+
+
+@dataclass
+class FilterStageConfig(StageConfig):
+    corpus_categories: list[str] = field(default_factory=lambda: ["live_simple", "live_multiple"])
+    corpus_examples: int = 60  # BFCL examples -> 1 correct + `corpus_wrong_per_example` wrong rows each
+    corpus_wrong_per_example: int = 2
+    seed: int = 0
+
+
+@dataclass
+class PipelineConfig:
+    out: str = "runs/pipeline"
+    stages: list[str] = field(default_factory=lambda: list(STAGES))
+    title: str = "fcrm-ray pipeline"
+    bench: StageConfig = field(default_factory=StageConfig)
+    generate: StageConfig = field(default_factory=StageConfig)
+    train: StageConfig = field(default_factory=StageConfig)
+    pairwise: StageConfig = field(default_factory=StageConfig)
+    bon: BonStageConfig = field(default_factory=BonStageConfig)
+    serve: ServeStageConfig = field(default_factory=ServeStageConfig)
+    filter: FilterStageConfig = field(default_factory=FilterStageConfig)
+
+    def validate(self) -> None:
+        bad = [s for s in self.stages if s not in STAGES]
+        if bad:
+            raise ConfigError(f"config key `stages`: unknown stage {bad[0]!r}; expected some of {list(STAGES)}")
+        if not self.stages:
+            raise ConfigError("config key `stages` is empty")
+        for name in STAGES:
+            c = getattr(self, name, None)
+            if c is not None and c.config and not Path(c.config).is_file():
+                raise ConfigError(f"config key `{name}.config`: no such file: {c.config}")
+
+
+class StageFailed(RuntimeError):
+    def __init__(self, stage: str, rc: int, log: Path):
+        super().__init__(f"stage `{stage}` failed with exit code {rc}; see {log}")
+        self.stage, self.rc, self.log = stage, rc, log
+
+
+# ----------------------------------------------------------------------------------------------
+# Paths: where each stage writes (and the next one reads)
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Layout:
+    out: Path
+
+    bench = property(lambda s: s.out / "bench")
+    generate = property(lambda s: s.out / "generate")
+    rm = property(lambda s: s.out / "rm")
+    checkpoints = property(lambda s: s.out / "checkpoints")
+    pairwise = property(lambda s: s.out / "eval" / "pairwise")
+    bon_pools = property(lambda s: s.out / "eval" / "bon-pools.jsonl")
+    bon = property(lambda s: s.out / "eval" / "bon")
+    serve = property(lambda s: s.out / "serve")
+    corpus = property(lambda s: s.out / "corpus")
+    corpus_labels = property(lambda s: s.out / "corpus-labels.jsonl")
+    filter = property(lambda s: s.out / "filter")
+    report = property(lambda s: s.out / "report")
+    logs = property(lambda s: s.out / "logs")
+
+
+def _fcrm(*words: str) -> list[str]:
+    return [sys.executable, "-m", "fcrm_ray.cli", *words]
+
+
+def _with_config(c: StageConfig) -> list[str]:
+    return ["--config", c.config] if c.config else []
+
+
+def stage_commands(cfg: PipelineConfig, lay: Layout) -> dict[str, list[list[str]]]:
+    """The command lines of each stage (`serve` is started and probed by `run_serve_check`)."""
+    return {
+        "bench": [_fcrm("bench", "build") + _with_config(cfg.bench) + ["--out", str(lay.bench), *cfg.bench.overrides]],
+        "generate": [_fcrm("generate") + _with_config(cfg.generate) + [f"output.dir={lay.generate}", *cfg.generate.overrides]],
+        "train": [_fcrm("train") + _with_config(cfg.train) + [
+            "--out", str(lay.rm), f"data.train_path={lay.generate}", f"data.test_path={lay.bench}",
+            f"ckpt.storage_path={lay.checkpoints}", *cfg.train.overrides]],
+        "pairwise": [_fcrm("eval", "pairwise") + _with_config(cfg.pairwise) + [
+            "--model", str(lay.rm), "--data", str(lay.bench), "--out", str(lay.pairwise), *cfg.pairwise.overrides]],
+        "bon": [
+            _fcrm("eval", "bon") + _with_config(cfg.bon) + ["--build-pools", "--out", str(lay.bon_pools), *cfg.bon.pool_overrides],
+            _fcrm("eval", "bon") + _with_config(cfg.bon) + [
+                "--model", str(lay.rm), "--candidates", str(lay.bon_pools), "--out", str(lay.bon), *cfg.bon.overrides]],
+        "serve": [_fcrm("serve") + _with_config(cfg.serve) + [f"models.fcrm-rm.path={lay.rm}", *cfg.serve.overrides]],
+        "filter": [_fcrm("filter") + _with_config(cfg.filter) + [
+            f"input.path={lay.corpus}", f"output.dir={lay.filter}", f"scoring.model_path={lay.rm}", *cfg.filter.overrides]],
+        "report": [_fcrm("report", str(lay.out), "--out", str(lay.report), "--title", cfg.title)],  # run in-process
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# Running
+# ----------------------------------------------------------------------------------------------
+
+
+def _stream(cmd: list[str], log: Path, timeout_s: int, echo: Callable[[str], None]) -> int:
+    """Run `cmd`, teeing its merged output to `log` and `echo`; kill it after `timeout_s`."""
+    with open(log, "a", encoding="utf-8") as fh:
+        fh.write(f"$ {' '.join(cmd)}\n")
+        fh.flush()
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
+                                start_new_session=True)
+        deadline = time.monotonic() + timeout_s
+        try:
+            for line in proc.stdout:  # type: ignore[union-attr]
+                fh.write(line)
+                echo(line.rstrip("\n"))
+                if time.monotonic() > deadline:
+                    raise subprocess.TimeoutExpired(cmd, timeout_s)
+            return proc.wait(timeout=max(1.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            fh.write(f"\n[fcrm pipeline] killed after {timeout_s} s\n")
+            return 124
+        except BaseException:
+            _kill_group(proc)
+            raise
+
+
+def _kill_group(proc: subprocess.Popen, grace_s: float = 20.0) -> None:
+    """SIGTERM the child's process group (the stage and anything it started), then SIGKILL."""
+    if proc.poll() is not None:
+        return
+    for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 10.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_serve_check(cfg: PipelineConfig, lay: Layout, cmd: list[str], log: Path) -> dict:
+    """Start `fcrm serve` on a free loopback port, wait until `/healthz` answers, score one BFCL
+    example's correct call and a verified mutation of it over HTTP, then stop the service."""
+    import random
+
+    from fcrm_ray.data.sources import read_bfcl
+    from fcrm_ray.serve.client import RewardClient
+    from fcrm_ray.toolcall.mutate import mutate_all
+
+    port = _free_port()
+    cmd = cmd + [f"port={port}", "host=127.0.0.1"]
+    lay.serve.mkdir(parents=True, exist_ok=True)
+    fh = open(log, "a", encoding="utf-8")
+    fh.write(f"$ {' '.join(cmd)}\n")
+    fh.flush()
+    proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        client = RewardClient(url, retries=0, timeout=10)
+        deadline = time.monotonic() + cfg.serve.startup_timeout_s
+        while True:
+            if proc.poll() is not None:
+                raise StageFailed("serve", proc.returncode or 1, log)
+            try:
+                client.healthz()
+                break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise StageFailed("serve", 124, log) from None
+                time.sleep(1.0)
+        ex = next(iter(read_bfcl(["live_simple"])))
+        good = json.dumps([r.canonical_call().to_dict() for r in ex.reference])
+        wrong = [m for m in mutate_all(ex, random.Random(0)) if m.calls][:3]
+        candidates = [good] + [m.text for m in wrong]
+        t0 = time.perf_counter()
+        with RewardClient(url, retries=2, timeout=60) as rc:
+            resp = rc.rewards([t.to_dict() for t in ex.tools], ex.conversation, candidates,
+                              reference=[r.to_bfcl() for r in ex.reference])
+            models = rc.models()
+        latency = time.perf_counter() - t0
+        rewards = resp["rewards"]
+        result = {"url": url, "example_id": ex.id, "latency_s": round(latency, 3),
+                  "candidates": [{"label": "correct" if i == 0 else wrong[i - 1].error_type, "reward": r}
+                                 for i, r in enumerate(rewards)],
+                  "correct_ranked_first": bool(rewards) and rewards[0] == max(rewards),
+                  "models": models}
+        (lay.serve / "check.json").write_text(json.dumps(result, indent=2))
+        return result
+    finally:
+        _kill_group(proc, 30.0)
+        fh.close()
+
+
+def _summaries(stage: str, lay: Layout) -> dict:
+    """The headline numbers a stage left behind (for pipeline.json and the console)."""
+    def load(p: Path) -> Any:
+        return json.loads(p.read_text()) if p.is_file() else None
+
+    if stage == "pairwise":
+        m = load(lay.pairwise / "metrics.json") or {}
+        return {"accuracy": m.get("accuracy"), "n": m.get("n"), "ci95": m.get("ci95")}
+    if stage == "bon":
+        return {"bon": (load(lay.bon / "bon.json") or {}).get("summary")}
+    if stage == "train":
+        e = load(lay.rm / "eval.json") or {}
+        return {split: {"accuracy": (e.get(split) or {}).get("accuracy"), "n": (e.get(split) or {}).get("n")}
+                for split in ("validation", "test", "test_obfuscated") if e.get(split)}
+    if stage == "filter":
+        from fcrm_ray.filter.sample_corpus import filter_precision
+
+        s = load(lay.filter / "stats.json") or {}
+        out = {k: s.get(k) for k in ("rows_in", "units_in", "kept", "dropped", "quarantined")}
+        if lay.corpus_labels.is_file():
+            out["labels"] = filter_precision(lay.filter, lay.corpus_labels)
+        return out
+    if stage == "generate":
+        s = load(lay.generate / "stats.json") or {}
+        return {k: s[k] for k in ("pairs", "examples_in", "seconds") if k in s}
+    return {}
+
+
+def run(cfg: PipelineConfig, echo: Callable[[str], None] = print) -> dict:
+    """Run the configured stages in order; raises StageFailed at the first failing stage (after
+    writing `pipeline.json` with what ran)."""
+    lay = Layout(Path(cfg.out))
+    lay.logs.mkdir(parents=True, exist_ok=True)
+    commands = stage_commands(cfg, lay)
+    record: dict[str, Any] = {"out": str(lay.out), "stages": [], "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    t_all = time.perf_counter()
+
+    def save() -> None:
+        record["total_seconds"] = round(time.perf_counter() - t_all, 1)
+        (lay.out / "pipeline.json").write_text(json.dumps(record, indent=2, default=str))
+
+    for stage in [s for s in STAGES if s in cfg.stages]:
+        log = lay.logs / f"{stage}.log"
+        log.write_text("")
+        echo(f"[fcrm pipeline] ── {stage} ── (log: {log})")
+        entry: dict[str, Any] = {"stage": stage, "commands": [" ".join(c) for c in commands[stage]], "log": str(log)}
+        record["stages"].append(entry)
+        t0 = time.perf_counter()
+        try:
+            if stage == "serve":
+                entry["result"] = run_serve_check(cfg, lay, commands["serve"][0], log)
+            elif stage == "report":  # in-process, so it includes this run's timings (pipeline.json)
+                from fcrm_ray.evaluate.report import build_report
+
+                entry["status"] = "ok"  # as the report will show it
+                save()
+                entry["result"] = build_report([lay.out], lay.report, title=cfg.title)
+            else:
+                if stage == "filter":
+                    from fcrm_ray.filter.sample_corpus import bfcl_sample, write_sample_corpus
+
+                    f = cfg.filter
+                    entry["corpus"] = write_sample_corpus(
+                        lay.corpus, bfcl_sample(f.corpus_categories, f.corpus_examples), seed=f.seed,
+                        wrong_per_example=f.corpus_wrong_per_example, labels_path=lay.corpus_labels)
+                timeout = getattr(getattr(cfg, stage, None), "timeout_s", 3600)
+                for cmd in commands[stage]:
+                    rc = _stream(cmd, log, timeout, lambda line, s=stage: echo(f"  [{s}] {line}"))
+                    if rc != 0:
+                        raise StageFailed(stage, rc, log)
+                entry["result"] = _summaries(stage, lay)
+            entry["status"] = "ok"
+        except StageFailed as e:
+            entry["status"] = f"failed (exit {e.rc})"
+            raise
+        finally:
+            entry["seconds"] = round(time.perf_counter() - t0, 1)
+            save()
+        echo(f"[fcrm pipeline] {stage}: ok in {entry['seconds']:.0f} s")
+    save()
+    return record
+
+
+def print_summary(record: dict, echo: Callable[[str], None] = print) -> None:
+    echo("")
+    echo(f"{'stage':<10} {'status':<18} {'seconds':>8}")
+    for e in record["stages"]:
+        echo(f"{e['stage']:<10} {e.get('status', '?'):<18} {e.get('seconds', 0):>8.1f}")
+    echo(f"{'total':<10} {'':<18} {record.get('total_seconds', 0):>8.1f}")
+    out = Path(record["out"])
+    if (out / "report" / "report.html").is_file():
+        echo(f"report: {out / 'report' / 'report.html'} (Markdown: {out / 'report' / 'report.md'})")
+
+
+def main(argv: list[str] | None = None, prog: str = "fcrm pipeline", default_config: str | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog=prog, description="Run the fcrm stages end to end.")
+    parser.add_argument("--config", default=default_config, help="OmegaConf YAML file (configs/pipeline/*.yaml)")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. out=runs/p1 stages=[train,pairwise]")
+    cfg, _ = parse_config_args(PipelineConfig, argv, prog, parser=parser)
+    try:
+        record = run(cfg)
+    except StageFailed as e:
+        print(f"{prog}: error: {e}", file=sys.stderr, flush=True)
+        try:
+            tail = e.log.read_text(errors="replace").splitlines()[-25:]
+            print("\n".join(f"  | {line}" for line in tail), file=sys.stderr)
+        except OSError:
+            pass
+        return 1
+    print_summary(record)
+    return 0
+
+
+QUICKSTART_CONFIG = Path("configs/pipeline/cpu.yaml")
+
+
+def quickstart(argv: list[str] | None = None, prog: str = "fcrm quickstart") -> int:
+    """`fcrm quickstart`: the pipeline with the CPU config, run from the repository root."""
+    config = QUICKSTART_CONFIG
+    if not config.is_file():  # run from elsewhere: use the checkout this package was installed from
+        repo_config = Path(__file__).resolve().parents[1] / QUICKSTART_CONFIG
+        if not repo_config.is_file():
+            raise ConfigError(f"{QUICKSTART_CONFIG} not found: run `fcrm quickstart` from the fcrm-ray checkout")
+        os.chdir(repo_config.parents[2])  # stage configs are relative to the repository root
+        config = QUICKSTART_CONFIG
+    return main(argv, prog=prog, default_config=str(config))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
