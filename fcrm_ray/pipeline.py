@@ -179,13 +179,17 @@ def _stream(cmd: list[str], log: Path, timeout_s: int, echo: Callable[[str], Non
             raise
 
 
-def _kill_group(proc: subprocess.Popen, grace_s: float = 20.0) -> None:
-    """SIGTERM the child's process group (the stage and anything it started), then SIGKILL."""
-    if proc.poll() is not None:
-        return
-    for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 10.0)):
+def _kill_group(proc: subprocess.Popen, grace_s: float = 20.0, first: int = signal.SIGTERM) -> None:
+    """Stop a child and everything it started: `first` to the child (SIGINT lets `fcrm serve`
+    run its `serve.shutdown()`, which matters on a shared cluster where the app would outlive
+    it), then SIGTERM and SIGKILL to its whole process group."""
+    steps = [(first, grace_s, False)] + ([(signal.SIGTERM, grace_s, True)] if first != signal.SIGTERM else []) \
+        + [(signal.SIGKILL, 10.0, True)]
+    for sig, wait, group in steps:
+        if proc.poll() is not None:
+            return
         try:
-            os.killpg(proc.pid, sig)
+            os.killpg(proc.pid, sig) if group else proc.send_signal(sig)
         except ProcessLookupError:
             return
         try:
@@ -250,7 +254,8 @@ def run_serve_check(cfg: PipelineConfig, lay: Layout, cmd: list[str], log: Path)
         (lay.serve / "check.json").write_text(json.dumps(result, indent=2))
         return result
     finally:
-        _kill_group(proc, 30.0)
+        _kill_group(proc, 60.0, first=signal.SIGINT)
+        fh.write(f"\n[fcrm pipeline] service stopped (exit {proc.returncode})\n")
         fh.close()
 
 
@@ -262,8 +267,13 @@ def _summaries(stage: str, lay: Layout) -> dict:
     if stage == "pairwise":
         m = load(lay.pairwise / "metrics.json") or {}
         return {"accuracy": m.get("accuracy"), "n": m.get("n"), "ci95": m.get("ci95")}
-    if stage == "bon":
-        return {"bon": (load(lay.bon / "bon.json") or {}).get("summary")}
+    if stage == "bon":  # accuracy at the largest n: the RM's pick vs the baselines
+        curve = (load(lay.bon / "bon.json") or {}).get("curve") or {}
+        if not curve:
+            return {}
+        n = max(curve, key=int)
+        return {"n": int(n), "pools": curve[n].get("pools"),
+                **{k: v["accuracy"] for k, v in curve[n].items() if isinstance(v, dict) and "accuracy" in v}}
     if stage == "train":
         e = load(lay.rm / "eval.json") or {}
         return {split: {"accuracy": (e.get(split) or {}).get("accuracy"), "n": (e.get(split) or {}).get("n")}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shlex
 import socket
 import subprocess
@@ -113,7 +114,10 @@ def ray_head(tmp_path):
     bin_dir = Path(sys.executable).parent
     ports = [_free_port() for _ in range(3)]
     temp = Path("/tmp") / f"fcrm-ray-{os.getpid()}-{ports[0]}"  # short: Ray's socket paths have a length limit
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    # Ray >= 2.59 turns token auth on for local clusters: give the head and the CLI one token.
+    # The job's `python` is whatever the head's PATH finds first: this venv's.
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(16),
+           "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
     start = [str(bin_dir / "ray"), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={ports[0]}",
              "--dashboard-host=127.0.0.1", f"--dashboard-port={ports[1]}", f"--ray-client-server-port={ports[2]}",
              "--num-cpus=2", f"--temp-dir={temp}", "--disable-usage-stats"]
@@ -122,8 +126,38 @@ def ray_head(tmp_path):
     try:
         yield f"http://127.0.0.1:{ports[1]}", env
     finally:
-        subprocess.run([str(bin_dir / "ray"), "stop", "--force"], capture_output=True, env=env, timeout=120)
+        stop_ray_cluster(temp)
         subprocess.run(["rm", "-rf", str(temp)], timeout=60)
+
+
+def stop_ray_cluster(temp_dir: Path, grace_s: float = 15.0) -> None:
+    """`ray stop` for one cluster only: `ray stop` kills every Ray process of the machine (other
+    sessions' clusters too), so stop the processes started with this cluster's temp dir (GCS,
+    raylet, dashboard, monitor) and all their descendants (workers, job drivers, stages)."""
+    import psutil
+
+    me = psutil.Process()
+    spare = {me.pid, *(p.pid for p in me.parents())}
+    procs = {}
+    for p in psutil.process_iter(["cmdline"]):
+        if p.pid not in spare and str(temp_dir) in " ".join(p.info["cmdline"] or []):
+            procs[p.pid] = p
+            try:
+                procs.update({c.pid: c for c in p.children(recursive=True) if c.pid not in spare})
+            except psutil.NoSuchProcess:
+                pass
+    for p in procs.values():
+        try:
+            p.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(list(procs.values()), timeout=grace_s)
+    for p in alive:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=10)
 
 
 @pytest.mark.slow
@@ -143,12 +177,14 @@ def test_cpu_pipeline_as_a_submitted_ray_job(ray_head, tmp_path):
     while time.monotonic() < deadline:
         s = subprocess.run([ray, "job", "status", "--address", address, job_id], capture_output=True, text=True,
                            env=env, timeout=120)
-        status = next((w for w in ("SUCCEEDED", "FAILED", "STOPPED") if w in s.stdout), "")
+        text = (s.stdout + s.stderr).upper()  # "Job '...' succeeded" / "... status: RUNNING"
+        status = next((w for w in ("SUCCEEDED", "FAILED", "STOPPED") if w in text), "")
         if status:
             break
         time.sleep(5)
-    logs = subprocess.run([ray, "job", "logs", "--address", address, job_id], capture_output=True, text=True,
-                          env=env, timeout=120).stdout
+    got = subprocess.run([ray, "job", "logs", "--address", address, job_id], capture_output=True, text=True,
+                         env=env, timeout=120)
+    logs = got.stdout + got.stderr
     assert status == "SUCCEEDED", logs[-5000:]
 
     record = json.loads((out / "pipeline.json").read_text())
@@ -159,6 +195,7 @@ def test_cpu_pipeline_as_a_submitted_ray_job(ray_head, tmp_path):
     cfg = json.loads((out / "rm" / "config.json").read_text())
     assert cfg.get("num_labels", len(cfg.get("id2label", {}))) == 1
     assert 0.0 <= by["pairwise"]["accuracy"] <= 1.0 and by["pairwise"]["n"] > 0
+    assert by["bon"]["n"] == 4 and by["bon"]["oracle"] >= by["bon"]["rm"]
     assert len(by["serve"]["candidates"]) >= 2 and all(isinstance(c["reward"], float) for c in by["serve"]["candidates"])
     f = by["filter"]
     assert f["units_in"] == f["kept"] + f["dropped"] + f["quarantined"]

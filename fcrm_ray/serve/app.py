@@ -55,6 +55,7 @@ starts Ray itself); scrape `http://NODE:PORT/metrics`.
 
 import asyncio
 import json
+import os
 import math
 import sys
 from pathlib import Path
@@ -482,26 +483,31 @@ def main(argv: list[str] | None = None, prog: str = "fcrm serve") -> int:
     if args.metrics_export_port and not cfg.ray_address:
         init["_metrics_export_port"] = args.metrics_export_port
     ray.init(**init)
-    serve.start(http_options={"host": cfg.host, "port": cfg.port, "request_timeout_s": cfg.limits.request_timeout_s})
-    serve.run(build_app(cfg), name=cfg.app_name, route_prefix=cfg.route_prefix, blocking=False)
-    print(f"fcrm serve: {', '.join(cfg.models)} on http://{cfg.host}:{cfg.port}{cfg.route_prefix} "
-          f"(auth {'on' if cfg.resolved_token() else 'off'})", flush=True)
-    if not cfg.blocking:
-        return 0
     import signal
     import time
 
     def _stop(*_):  # SIGTERM (systemd, Kubernetes, `kill`) shuts down like Ctrl-C
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, _stop)
+    if cfg.blocking:
+        signal.signal(signal.SIGTERM, _stop)
+    deployed = False
     try:
-        while True:
+        serve.start(http_options={"host": cfg.host, "port": cfg.port, "request_timeout_s": cfg.limits.request_timeout_s})
+        serve.run(build_app(cfg), name=cfg.app_name, route_prefix=cfg.route_prefix, blocking=False)
+        deployed = True
+        print(f"fcrm serve: {', '.join(cfg.models)} on http://{cfg.host}:{cfg.port}{cfg.route_prefix} "
+              f"(auth {'on' if cfg.resolved_token() else 'off'})", flush=True)
+        while cfg.blocking:
             time.sleep(3600)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # also while still deploying: the app must not outlive us
         pass
     finally:
-        serve.shutdown()
+        if cfg.blocking or not deployed:
+            if cfg.ray_address or os.environ.get("RAY_ADDRESS"):  # a shared cluster: remove only our app
+                serve.delete(cfg.app_name)
+            else:  # the Ray instance this process started: take all of Serve down with it
+                serve.shutdown()
         ray.shutdown()
     return 0
 

@@ -43,7 +43,8 @@ class DataConfig:
     max_length: int = 512  # tokens of prompt + call; the prompt (catalog side) is cut first
     min_prompt_tokens: int = 16  # a call longer than max_length - this -> quarantined as over-long
     max_train_rows: int = 0  # 0 = all (smoke runs: a few hundred)
-    max_eval_rows: int = 0  # cap for the periodic validation pass; 0 = all (final eval is always full)
+    max_eval_rows: int = 0  # cap for the periodic validation pass; 0 = all (the final validation pass is full)
+    max_test_rows: int = 0  # cap per final held-out split (test, extra_eval_splits): a stable subset; 0 = all
     length_group_size: int = 16  # length-sort within windows of this many micro-batches
     quarantine_path: str = ""  # default: <out>/quarantine.jsonl
 
@@ -60,7 +61,7 @@ class DataConfig:
             raise ConfigError(f"config key `data.max_length` must be >= 32, got {self.max_length}")
         if not 0 <= self.min_prompt_tokens < self.max_length:
             raise ConfigError("config key `data.min_prompt_tokens` must be in [0, data.max_length)")
-        for key in ("max_train_rows", "max_eval_rows"):
+        for key in ("max_train_rows", "max_eval_rows", "max_test_rows"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"config key `data.{key}` must be >= 0")
         if self.length_group_size < 1:

@@ -25,7 +25,7 @@ Features and the flags that turn them on:
 | length-grouped micro-batches              | `data.length_group_size=N` (1 = plain shuffle)            |
 | truncation keeping the call (catalog cut) | `data.max_length`, `data.min_prompt_tokens`               |
 | periodic validation (overall, per error type) | `train.eval_every=N`, `data.max_eval_rows=N`          |
-| final held-out passes (test, test_obfuscated) | `data.test_split`, `data.extra_eval_splits`, `data.test_path` |
+| final held-out passes (test, test_obfuscated) | `data.test_split`, `data.extra_eval_splits`, `data.test_path`, `data.max_test_rows` |
 | checkpoints + resume after failures       | `ckpt.storage_path`, `ckpt.name`, `ckpt.every_steps`, `scaling.max_failures` |
 | multi-worker / GPU scaling                | `scaling.num_workers`, `scaling.use_gpu`, `scaling.cpus_per_worker` |
 | torch threads per worker (CPU)            | `train.num_threads`                                       |
@@ -78,11 +78,11 @@ def prepare_datasets(cfg: TrainConfig, model_path: str, quarantine: Quarantine) 
     sources = {
         "train": (d.train_path, d.train_split, d.max_train_rows),
         "validation": (d.validation_path or d.train_path, d.validation_split, 0),
-        "test": (d.test_path or d.train_path, d.test_split, 0),
+        "test": (d.test_path or d.train_path, d.test_split, d.max_test_rows),
     }
     for split in d.extra_eval_splits:
         if split not in sources:
-            sources[split] = (d.test_path or d.train_path, split, 0)
+            sources[split] = (d.test_path or d.train_path, split, d.max_test_rows)
     datasets, stats, cache = {}, {}, {}
     for name, (path, split, cap) in sources.items():
         rows = _read_split(path, split, quarantine, cap, cache)
