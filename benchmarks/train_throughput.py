@@ -7,7 +7,9 @@ Both trainers see the SAME token ids (our renderer + `tokenize_pair`, MiniLM tok
 TRL gets pre-tokenised `chosen_ids`/`rejected_ids` and its defaults otherwise (random batches, no
 length grouping) except gradient checkpointing, which RewardConfig turns on by default and which is
 switched off here as in our CPU config; TRL also concatenates chosen+rejected into one forward, so
-the difference is padding (length-grouped batches) and loop overhead.
+the difference is padding (length-grouped batches) and loop overhead. Both train without dropout
+(TRL's `disable_dropout=True`, our `model.disable_dropout=true`), and Ray's workers run at the
+driver's niceness 0 (`--ray-niceness`), so a shared machine does not starve one of the two.
 
 Reported: pairs/s and tokens/s (non-pad tokens) of the training loop of each, their ratio, and the
 end-to-end wall time of `fcrm train` (Ray start, Ray Data tokenisation, model load, final save).
@@ -102,7 +104,7 @@ def run_trl(tokenized: list[dict], model_path: str, batch: int, steps: int, lr: 
 
 
 def run_fcrm(rows: list[dict], model_path: str, batch: int, steps: int, lr: float, threads: int,
-             max_length: int, strategy: str) -> dict:
+             max_length: int, strategy: str, extra: list[str] = ()) -> dict:
     from fcrm_ray.config import load_config
     from fcrm_ray.data.pairs import write_pairs
     from fcrm_ray.train.config import TrainConfig
@@ -116,7 +118,7 @@ def run_fcrm(rows: list[dict], model_path: str, batch: int, steps: int, lr: floa
             f"train.micro_batch_size={batch}", "train.gradient_accumulation_steps=1", f"train.max_steps={steps}",
             f"train.lr={lr}", "train.warmup_ratio=0", "train.eval_every=0", "train.log_every=1",
             f"train.num_threads={threads}", f"ckpt.storage_path={Path(d) / 'store'}", "ckpt.every_steps=0",
-            "logging.wandb_mode=disabled", "scaling.num_workers=1", f"scaling.cpus_per_worker={threads}"])
+            "logging.wandb_mode=disabled", "scaling.num_workers=1", f"scaling.cpus_per_worker={threads}", *extra])
         t0 = time.perf_counter()
         run_training(cfg, str(Path(d) / "out"))
         wall = time.perf_counter() - t0
@@ -139,9 +141,17 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=5e-5)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--strategy", default="single", choices=["single", "deepspeed"])
+    p.add_argument("--fcrm-set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="extra `fcrm train` overrides, e.g. model.disable_dropout=false")
+    p.add_argument("--ray-niceness", type=int, default=0,
+                   help="niceness of Ray worker processes (Ray's default is 15; TRL runs in this process at 0)")
     args = p.parse_args()
     os.environ.setdefault("WANDB_MODE", "disabled")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # Ray starts its workers at niceness 15. On a shared machine that alone loses the CPU to any
+    # niceness-0 process, while TRL runs here at niceness 0: equal niceness compares the trainers.
+    # (Read by the raylet this script starts; a running cluster keeps its own setting.)
+    os.environ.setdefault("RAY_worker_niceness", str(args.ray_niceness))
     from fcrm_ray.paths import resolve_model_path
 
     model = resolve_model_path(args.model)
@@ -150,11 +160,13 @@ def main() -> None:
     steps = len(tokenized) // args.batch
     mean_len = sum(len(t["chosen_ids"]) + len(t["rejected_ids"]) for t in tokenized) / (2 * len(tokenized))
     print(f"data: {len(rows)} pairs, {len(tokenized)} usable, mean {mean_len:.0f} tokens/sequence, {steps} steps of {args.batch}")
-    ours = run_fcrm(rows, model, args.batch, steps, args.lr, args.threads, args.max_length, args.strategy)
+    ours = run_fcrm(rows, model, args.batch, steps, args.lr, args.threads, args.max_length, args.strategy,
+                    args.fcrm_set)
     trl = run_trl(tokenized, model, args.batch, steps, args.lr, args.threads)
     result = {"fcrm": ours, "trl": trl, "ratio_pairs_per_s": ours["pairs_per_s"] / trl["pairs_per_s"],
               "ratio_tokens_per_s": ours["tokens_per_s"] / trl["tokens_per_s"], "steps": steps, "batch": args.batch,
-              "mean_tokens_per_sequence": mean_len, "strategy": args.strategy}
+              "mean_tokens_per_sequence": mean_len, "strategy": args.strategy, "fcrm_overrides": args.fcrm_set,
+              "ray_worker_niceness": os.environ["RAY_worker_niceness"]}
     print(json.dumps(result, indent=2))
     print(f"fcrm train ({args.strategy}) loop: {ours['pairs_per_s']:.2f} pairs/s, {ours['tokens_per_s']:.0f} tokens/s "
           f"(end to end incl. Ray/tokenise/load/save: {ours['end_to_end_seconds']:.0f} s)")

@@ -142,3 +142,30 @@ def test_cli_fails_before_ray_starts(tmp_path, capsys):
 def test_shipped_cpu_config_loads(tmp_path):
     cfg = load_config(TrainConfig, "configs/train/cpu.yaml", [f"data.train_path={tmp_path}"])
     assert cfg.scaling.num_workers == 1 and cfg.dtype == "float32" and cfg.data.max_length <= 512
+
+
+def test_split_rows_from_several_pair_sets_with_stable_caps(tmp_path):
+    """`data.extra_train_paths` adds more pair sets' train rows; caps pick a stable subset."""
+    from fcrm_ray.config import load_config
+    from fcrm_ray.data.pairs import write_pairs
+    from fcrm_ray.data.quarantine import Quarantine
+    from fcrm_ray.train.config import DataConfig
+    from fcrm_ray.train.recipe import read_split_rows
+
+    def pairs(prefix, n, split):
+        return [{"id": f"{prefix}-{i}", "source": "t", "example_id": f"{prefix}-e{i}", "category": "c",
+                 "tools": "[]", "conversation": "[]", "reference": "", "chosen_output": "a",
+                 "rejected_output": "b", "error_type": "incorrect_parameter_value", "generator": "g",
+                 "obfuscated": False, "split": split} for i in range(n)]
+
+    write_pairs(pairs("a", 6, "train") + pairs("t", 10, "test"), tmp_path / "a", "pairs")
+    write_pairs(pairs("b", 4, "train") + pairs("v", 3, "validation"), tmp_path / "b", "pairs")
+    d = load_config(DataConfig, None, [f"train_path={tmp_path / 'a'}", f"extra_train_paths=[{tmp_path / 'b'}]",
+                                       "max_test_rows=4", "extra_eval_splits=[]"])
+    q = Quarantine(tmp_path / "q.jsonl")
+    rows = read_split_rows(d, q)
+    assert sorted(r["id"] for r in rows["train"]) == sorted([f"a-{i}" for i in range(6)] + [f"b-{i}" for i in range(4)])
+    assert rows["validation"] == [] and len(rows["test"]) == 4
+    assert [r["id"] for r in read_split_rows(d, Quarantine(tmp_path / "q2.jsonl"))["test"]] == [r["id"] for r in rows["test"]]
+    capped = read_split_rows(load_config(DataConfig, None, [f"train_path={tmp_path / 'a'}", "max_train_rows=3"]), q)
+    assert len(capped["train"]) == 3

@@ -22,6 +22,10 @@ class ModelConfig:
     dtype: str = "auto"  # auto = bfloat16 on GPU, float32 on CPU
     trust_remote_code: bool = False
     gradient_checkpointing: bool = False
+    # Dropout off while training the reward model (TRL's and OpenRLHF's default too): the reward is
+    # a deterministic score, and on CPU dropout costs ~1.5x per step (masks on every activation and
+    # on the attention probabilities, which also keeps SDPA off its fused kernel).
+    disable_dropout: bool = True
 
     def validate(self) -> None:
         require_path(resolve_model_path(self.path) if self.path else self.path, "model.path", "dir")
@@ -33,6 +37,7 @@ class ModelConfig:
 class DataConfig:
     train_path: str = ""  # pair file/dir (`fcrm bench build` / `fcrm generate` output)
     train_split: str = "train"  # rows with this `split` value; "" = all rows of train_path
+    extra_train_paths: list[str] = field(default_factory=list)  # more pair sets; their train_split rows are added
     validation_path: str = ""  # default: train_path
     validation_split: str = "validation"
     test_path: str = ""  # default: train_path; held-out set scored once after training
@@ -57,6 +62,9 @@ class DataConfig:
             v = getattr(self, key)
             if v and "://" not in v:
                 require_path(v, f"data.{key}")
+        for i, v in enumerate(self.extra_train_paths):
+            if "://" not in v:
+                require_path(v, f"data.extra_train_paths.{i}")
         if self.max_length < 32:
             raise ConfigError(f"config key `data.max_length` must be >= 32, got {self.max_length}")
         if not 0 <= self.min_prompt_tokens < self.max_length:
@@ -87,6 +95,11 @@ class TrainLoopConfig:
     log_every: int = 10
     seed: int = 42
     num_threads: int = 0  # torch intra-op threads per worker (CPU); 0 = leave torch's default
+    # Causal LMs: chosen and rejected share the prompt, so each pair runs as ONE packed row
+    # [prompt, chosen call, rejected call] with a block mask (`fcrm_ray/train/packing.py`).
+    # auto = on where it applies (causal SeqCls, sdpa/eager attention) and a probe at start-up
+    # reproduces the plain rewards; true = require it; false = two rows per pair.
+    share_prompt: str = "auto"
     # Test hook: rank 0 calls os._exit(1) when it reaches this optimizer step on the first attempt
     # (no checkpoint to resume from yet beyond earlier ones), to exercise FailureConfig + resume.
     fault_inject_step: int = 0
@@ -109,6 +122,8 @@ class TrainLoopConfig:
             raise ConfigError("config key `train.adam_betas` must be two numbers in [0, 1)")
         if self.center_coef < 0:
             raise ConfigError("config key `train.center_coef` must be >= 0")
+        if str(self.share_prompt).lower() not in ("auto", "true", "false"):
+            raise ConfigError(f"config key `train.share_prompt`: expected auto, true or false, got {self.share_prompt!r}")
         for key in ("eval_every", "log_every", "num_threads", "fault_inject_step", "max_steps"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"config key `train.{key}` must be >= 0")

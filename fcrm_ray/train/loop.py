@@ -1,10 +1,12 @@
 """The per-worker training function that Ray Train runs on every worker.
 
 Phases: set up (threads, seed, model, engine) -> restore from `ray.train.get_checkpoint()` ->
-train (Bradley-Terry, chosen+rejected in one forward, length-grouped micro-batches, gradient
-accumulation) -> every `train.eval_every` steps a validation pass (accuracy overall and per
-error type) and a checkpoint reported with `ray.train.report` -> at the end, full validation and
-test passes and a consolidated standard HF checkpoint (`hf/`) in the last reported checkpoint.
+train (Bradley-Terry, chosen+rejected in one forward -- for causal LMs one packed row per pair
+that runs the shared prompt once (`packing.py`, `train.share_prompt`) -- dropout off,
+length-grouped micro-batches, gradient accumulation) -> every `train.eval_every` steps a
+validation pass (accuracy overall and per error type) and a checkpoint reported with
+`ray.train.report` -> at the end, full validation and test passes and a consolidated standard
+HF checkpoint (`hf/`) in the last reported checkpoint.
 
 Engines (`train.strategy`): `deepspeed` (ZeRO from `deepspeed_config.py`; the same code on CUDA
 and on DeepSpeed's CPU accelerator), `ddp` (torch DDP through `ray.train.torch.prepare_model`),
@@ -69,6 +71,19 @@ def _comm_device():
     return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
 
 
+def disable_dropout(model) -> None:
+    """Dropout probability 0 everywhere: `nn.Dropout` modules (BERT also reads its attention dropout
+    from one) and the float `attention_dropout` attribute that Llama/Qwen-style attention passes to
+    the attention kernel. The saved config keeps its values, so the checkpoint is unchanged."""
+    import torch
+
+    for mod in model.modules():
+        if isinstance(mod, torch.nn.Dropout):
+            mod.p = 0.0
+        if isinstance(getattr(mod, "attention_dropout", None), float):
+            mod.attention_dropout = 0.0
+
+
 # --- metrics -------------------------------------------------------------------------------------
 
 def summarize_scores(records: Sequence[dict]) -> dict:
@@ -122,6 +137,7 @@ class _WorkerTrainer:
         self.wandb_dir = loop_config.get("wandb_dir")
         self.history: list[dict] = []
         self.step = 0
+        self.share_prompt = self.causal = False  # decided once the model is built
 
     # setup ---------------------------------------------------------------------------------
     def _load_rows(self, name: str, cap: int = 0) -> list[dict]:
@@ -160,6 +176,8 @@ class _WorkerTrainer:
 
             self._hf_ds_config = HfDeepSpeedConfig(self.ds_config)
         model, tok = init_reward_model(self.model_path, dtype=cfg.dtype, trust_remote_code=cfg.model.trust_remote_code)
+        if cfg.model.disable_dropout:
+            disable_dropout(model)
         if cfg.model.gradient_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             if hasattr(model.config, "use_cache"):
@@ -277,7 +295,62 @@ class _WorkerTrainer:
         from fcrm_ray.models import forward_rewards
 
         device = self._device()
-        return forward_rewards(self.engine, batch["input_ids"].to(device), batch["attention_mask"].to(device))
+        mask = batch["attention_mask"]
+        return forward_rewards(self.engine, batch["input_ids"].to(device), None if mask is None else mask.to(device))
+
+    def _pair_rewards(self, examples: Sequence[dict], packed: bool | None = None):
+        """(chosen rewards, rejected rewards, tokens run) of a micro-batch of pairs: one packed
+        row per pair (prompt shared, `packing.py`) or chosen and rejected rows in one forward."""
+        from fcrm_ray.train.data import collate_pairs
+        from fcrm_ray.train.packing import collate_packed_pairs, packed_pair_rewards
+
+        if self.share_prompt if packed is None else packed:
+            batch = collate_packed_pairs(examples, self.pad_id)
+            rc, rr = packed_pair_rewards(self.engine, self.module, batch, self._device())
+            return rc, rr, batch["n_tokens"]
+        batch = collate_pairs(examples, self.pad_id)
+        n_tokens = int(batch["attention_mask"].sum())
+        if self.causal:
+            # Right padding and causal attention: no real token attends to the pads after it, and
+            # HF reads the reward at the last non-pad token from input_ids, so the mask can go and
+            # attention takes its causal kernel (~1.3x faster steps on CPU, same rewards).
+            batch["attention_mask"] = None
+        r, b = self._rewards(batch), batch["num_pairs"]
+        return r[:b], r[b:], n_tokens
+
+    def _resolve_share_prompt(self) -> bool:
+        """train.share_prompt: auto -> on only where packing applies AND a probe pair gets the
+        plain path's rewards; true -> the same checks, but failing them is an error."""
+        import torch
+
+        from fcrm_ray.train.packing import causal_blocker, packing_blocker
+
+        self.causal = causal_blocker(self.module) is None
+        setting = str(self.cfg.train.share_prompt).lower()
+        if setting == "false":
+            return False
+        why_not = packing_blocker(self.module)
+        if why_not is None:
+            vocab = [i for i in range(min(int(self.module.config.vocab_size), 5000)) if i != self.pad_id]
+            ids = [vocab[(37 * i + 11) % len(vocab)] for i in range(40)]
+            probe = [{"chosen_ids": ids[:30], "rejected_ids": ids[:24] + ids[31:37]},
+                     {"chosen_ids": ids[:12] + ids[20:23], "rejected_ids": ids[:12] + ids[5:9] + [self.pad_id]}]
+            was_training = self.engine.training
+            self.engine.eval()
+            with torch.no_grad():
+                plain = torch.cat(self._pair_rewards(probe, packed=False)[:2]).float().cpu()
+                packed = torch.cat(self._pair_rewards(probe, packed=True)[:2]).float().cpu()
+            self.engine.train(was_training)
+            tol = 1e-4 if self.cfg.dtype == "float32" else 5e-2
+            diff = float(((plain - packed).abs() / plain.abs().clamp(min=1.0)).max())
+            if not diff <= tol:  # also NaN
+                why_not = f"probe rewards differ from the plain path by {diff:.3g}"
+        if why_not is not None and setting == "true":
+            raise ValueError(f"train.share_prompt=true is not possible for {self.model_path}: {why_not}")
+        if self.rank == 0:
+            print(f"[fcrm train] prompt-shared packing: {'on' if why_not is None else 'off (' + why_not + ')'}",
+                  flush=True)
+        return why_not is None
 
     def _device(self):
         import ray.train.torch
@@ -290,7 +363,7 @@ class _WorkerTrainer:
         """Scores of all `rows` (every rank scores `rank::world`, results gathered)."""
         import torch
 
-        from fcrm_ray.train.data import collate_pairs, eval_batches
+        from fcrm_ray.train.data import eval_batches
 
         mine = rows[self.rank::self.world]
         bs = 2 * self.cfg.train.micro_batch_size  # forward only: twice the training micro-batch fits
@@ -304,11 +377,9 @@ class _WorkerTrainer:
                 idx = batches[i] if real else [0]
                 pool = mine if mine else rows
                 examples = [pool[j] for j in idx]
-                batch = collate_pairs(examples, self.pad_id)
-                r = self._rewards(batch).float().cpu()
-                b = batch["num_pairs"]
+                rc, rr, _ = self._pair_rewards(examples)
                 if real and mine:
-                    for e, c, rj in zip(examples, r[:b].tolist(), r[b:].tolist()):
+                    for e, c, rj in zip(examples, rc.float().cpu().tolist(), rr.float().cpu().tolist()):
                         records.append({"id": e["id"], "error_type": e["error_type"], "category": e["category"],
                                         "generator": e["generator"], "chosen": c, "rejected": rj})
         self.engine.train()
@@ -319,7 +390,7 @@ class _WorkerTrainer:
     def run(self) -> None:
         import torch
 
-        from fcrm_ray.train.data import collate_pairs, cycle_epochs
+        from fcrm_ray.train.data import cycle_epochs
         from fcrm_ray.train.loss import bradley_terry_loss, pair_metrics
 
         cfg, t = self.cfg, self.cfg.train
@@ -341,6 +412,7 @@ class _WorkerTrainer:
         model = self._build_model()
         self._build_engine(model, self.total_steps)
         resumed = self._restore()
+        self.share_prompt = self._resolve_share_prompt()
         self.engine.train()
 
         lengths = [len(r["chosen_ids"]) + len(r["rejected_ids"]) for r in train_rows[:batches_per_epoch * t.micro_batch_size]]
@@ -355,18 +427,17 @@ class _WorkerTrainer:
         while self.step < self.total_steps:
             for micro in range(t.gradient_accumulation_steps):
                 epoch, idx = next(micro_stream)
-                batch = collate_pairs([train_rows[i] for i in idx], self.pad_id)
-                b = batch["num_pairs"]
-                r = self._rewards(batch)
-                loss = bradley_terry_loss(r[:b], r[b:], t.margin, t.center_coef)
+                rc, rr, n_tokens = self._pair_rewards([train_rows[i] for i in idx])
+                b = len(idx)
+                loss = bradley_terry_loss(rc, rr, t.margin, t.center_coef)
                 self._backward(loss, last_micro=micro == t.gradient_accumulation_steps - 1)
-                m = pair_metrics(r[:b].detach(), r[b:].detach())
+                m = pair_metrics(rc.detach(), rr.detach())
                 window["loss"] += loss.item()
                 for k, v in m.items():
                     window[k] += v
                 window["n"] += 1
                 pairs_window += b
-                tokens_window += int(batch["attention_mask"].sum())
+                tokens_window += n_tokens  # tokens run: a packed pair counts its prompt once
             self.step += 1
             if t.fault_inject_step and self.step == t.fault_inject_step and not resumed and self.rank == 0:
                 # Ray Train registers reported checkpoints when its controller polls the workers

@@ -22,9 +22,12 @@ Features and the flags that turn them on:
 | Bradley-Terry margin                      | `train.margin=0.5`                                        |
 | reward centering                          | `train.center_coef=0.01`                                  |
 | chosen + rejected in one forward          | always                                                    |
+| prompt shared by chosen/rejected (causal LMs: one packed row per pair, block mask) | `train.share_prompt=auto|true|false` |
+| dropout off while training (as TRL/OpenRLHF) | `model.disable_dropout=true` (default)                 |
 | length-grouped micro-batches              | `data.length_group_size=N` (1 = plain shuffle)            |
 | truncation keeping the call (catalog cut) | `data.max_length`, `data.min_prompt_tokens`               |
 | periodic validation (overall, per error type) | `train.eval_every=N`, `data.max_eval_rows=N`          |
+| training on several pair sets (bench + generate) | `data.train_path`, `data.extra_train_paths=[...]`       |
 | final held-out passes (test, test_obfuscated) | `data.test_split`, `data.extra_eval_splits`, `data.test_path`, `data.max_test_rows` |
 | checkpoints + resume after failures       | `ckpt.storage_path`, `ckpt.name`, `ckpt.every_steps`, `scaling.max_failures` |
 | multi-worker / GPU scaling                | `scaling.num_workers`, `scaling.use_gpu`, `scaling.cpus_per_worker` |
@@ -56,15 +59,30 @@ from fcrm_ray.paths import resolve_model_path
 from fcrm_ray.train.config import TrainConfig
 
 
-def _read_split(path: str, split: str, quarantine: Quarantine, cap: int = 0, cache: dict | None = None) -> list[dict]:
-    cache = {} if cache is None else cache
-    if path not in cache:  # read each file once, so a bad row is quarantined once
-        cache[path] = read_pairs(path, quarantine=quarantine)
-    rows = [r for r in cache[path] if not split or r["split"] == split]
-    if cap and len(rows) > cap:
-        from fcrm_ray.data.pairs import stable_hash
+def read_split_rows(d, quarantine: Quarantine) -> dict[str, list[dict]]:
+    """Pair rows per split name (train, validation, test, extra eval splits) from the configured
+    pair sets; each file is read once, so a bad row is quarantined once. Caps take a
+    random-looking, stable subset (by pair id)."""
+    files: dict[str, list[dict]] = {}
 
-        rows = sorted(rows, key=lambda r: stable_hash(r["id"]))[:cap]  # a random-looking, stable subset
+    def rows_of(paths, split: str, cap: int) -> list[dict]:
+        out = []
+        for path in paths:
+            if path not in files:
+                files[path] = read_pairs(path, quarantine=quarantine)
+            out += [r for r in files[path] if not split or r["split"] == split]
+        if cap and len(out) > cap:
+            from fcrm_ray.data.pairs import stable_hash
+
+            out = sorted(out, key=lambda r: stable_hash(r["id"]))[:cap]
+        return out
+
+    test_path = d.test_path or d.train_path
+    rows = {"train": rows_of([d.train_path, *d.extra_train_paths], d.train_split, d.max_train_rows),
+            "validation": rows_of([d.validation_path or d.train_path], d.validation_split, 0),
+            "test": rows_of([test_path], d.test_split, d.max_test_rows)}
+    for split in d.extra_eval_splits:
+        rows.setdefault(split, rows_of([test_path], split, d.max_test_rows))
     return rows
 
 
@@ -75,20 +93,12 @@ def prepare_datasets(cfg: TrainConfig, model_path: str, quarantine: Quarantine) 
     from fcrm_ray.train.data import STATUS_OK, tokenize_batch
 
     d = cfg.data
-    sources = {
-        "train": (d.train_path, d.train_split, d.max_train_rows),
-        "validation": (d.validation_path or d.train_path, d.validation_split, 0),
-        "test": (d.test_path or d.train_path, d.test_split, d.max_test_rows),
-    }
-    for split in d.extra_eval_splits:
-        if split not in sources:
-            sources[split] = (d.test_path or d.train_path, split, d.max_test_rows)
-    datasets, stats, cache = {}, {}, {}
-    for name, (path, split, cap) in sources.items():
-        rows = _read_split(path, split, quarantine, cap, cache)
+    datasets, stats = {}, {}
+    train_paths = ", ".join([d.train_path, *d.extra_train_paths])
+    for name, rows in read_split_rows(d, quarantine).items():
         if not rows:
             if name == "train":
-                raise ConfigError(f"config key `data.train_path`: no rows with split={split!r} in {path}")
+                raise ConfigError(f"config key `data.train_path`: no rows with split={d.train_split!r} in {train_paths}")
             continue
         ds = ray.data.from_items(rows).map_batches(
             tokenize_batch, batch_format="pyarrow", batch_size=128,
@@ -109,7 +119,7 @@ def prepare_datasets(cfg: TrainConfig, model_path: str, quarantine: Quarantine) 
                        "dropped": {k: v for k, v in status.items() if k != STATUS_OK}}
         if kept == 0:
             if name == "train":
-                raise ConfigError(f"no usable training pairs in {path} (dropped: {stats[name]['dropped']})")
+                raise ConfigError(f"no usable training pairs in {train_paths} (dropped: {stats[name]['dropped']})")
             continue
         # materialised: the shards must not need CPUs that the train workers already hold
         datasets[name] = ds.filter(expr=f"status == '{STATUS_OK}'").materialize() if kept != len(rows) else ds
