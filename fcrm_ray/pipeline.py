@@ -7,7 +7,8 @@ Stages (in this order; `stages:` picks a subset, e.g. to re-run evaluation only)
     bench      fcrm bench build      BFCL -> FC-RewardBench-style pairs; its `test` split (BFCL's
                                      non-live categories) is the held-out benchmark
     generate   fcrm generate         synthetic preference pairs (mutation / hf / vllm generators)
-    train      fcrm train            Bradley-Terry RM on `generate`'s train split; tested on `bench`
+    train      fcrm train            Bradley-Terry RM on the train splits of `bench` and `generate`
+                                     (BFCL's live categories); tested on `bench`'s held-out split
     pairwise   fcrm eval pairwise    the RM on the benchmark's test split
     bon        fcrm eval bon         Best-of-N on candidate pools built from BFCL (`--build-pools`)
     serve      fcrm serve            start the reward service, score one request over HTTP, stop it
@@ -135,7 +136,8 @@ def stage_commands(cfg: PipelineConfig, lay: Layout) -> dict[str, list[list[str]
         "bench": [_fcrm("bench", "build") + _with_config(cfg.bench) + ["--out", str(lay.bench), *cfg.bench.overrides]],
         "generate": [_fcrm("generate") + _with_config(cfg.generate) + [f"output.dir={lay.generate}", *cfg.generate.overrides]],
         "train": [_fcrm("train") + _with_config(cfg.train) + [
-            "--out", str(lay.rm), f"data.train_path={lay.generate}", f"data.test_path={lay.bench}",
+            "--out", str(lay.rm), f"data.train_path={lay.bench}", f"data.extra_train_paths=[{lay.generate}]",
+            f"data.test_path={lay.bench}",
             f"ckpt.storage_path={lay.checkpoints}", *cfg.train.overrides]],
         "pairwise": [_fcrm("eval", "pairwise") + _with_config(cfg.pairwise) + [
             "--model", str(lay.rm), "--data", str(lay.bench), "--out", str(lay.pairwise), *cfg.pairwise.overrides]],

@@ -57,7 +57,8 @@ def test_stages_are_wired_output_to_input(tmp_path):
     assert f"--out {lay.bench}" in cmds["bench"][0]
     assert f"output.dir={lay.generate}" in cmds["generate"][0]
     train = cmds["train"][0]
-    assert f"data.train_path={lay.generate}" in train and f"data.test_path={lay.bench}" in train
+    assert f"data.train_path={lay.bench}" in train and f"data.extra_train_paths=[{lay.generate}]" in train
+    assert f"data.test_path={lay.bench}" in train
     assert f"--out {lay.rm}" in train and train.endswith("train.max_steps=3")  # user overrides come last
     assert f"--model {lay.rm}" in cmds["pairwise"][0] and f"--data {lay.bench}" in cmds["pairwise"][0]
     build, score = cmds["bon"]

@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
 from fcrm_ray.toolcall.schema import ERROR_TYPES, Example, ReferenceCall, ToolCall, ToolSpec, resolve_acceptable
+from fcrm_ray.toolcall.verify import json_type
 
 # ----------------------------------------------------------------------------------------------
 # Output surfaces (shared by chosen and rejected sides)
@@ -732,27 +733,11 @@ COMMON_PARAMS: dict[str, tuple[Any, tuple[str, ...]]] = {
 }
 
 
-def _json_type(v: Any) -> str:
-    if isinstance(v, bool):
-        return "boolean"
-    if isinstance(v, int):
-        return "integer"
-    if isinstance(v, float):
-        return "number"
-    if isinstance(v, str):
-        return "string"
-    if isinstance(v, list):
-        return "array"
-    if isinstance(v, Mapping):
-        return "object"
-    return "null"
-
-
 def _type_ok(v: Any, schema: Mapping) -> bool:
     t = schema.get("type") if isinstance(schema, Mapping) else None
     if t is None:
         return True
-    jt = _json_type(v)
+    jt = json_type(v)
     types = t if isinstance(t, list) else [t]
     return jt in types or (jt == "integer" and "number" in types)
 
