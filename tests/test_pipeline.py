@@ -170,7 +170,11 @@ def test_cpu_pipeline_as_a_submitted_ray_job(ray_head, tmp_path):
     submit = [ray, "job", "submit", "--address", address, "--working-dir", str(ROOT),
               "--runtime-env", str(ROOT / "jobs" / "runtime_env_cpu.yaml"), "--no-wait", "--",
               "python", "jobs/pipeline.py", "--config", "configs/pipeline/cpu.yaml", f"out={out}", *TINY]
-    r = subprocess.run(submit, capture_output=True, text=True, env=env, timeout=300)
+    for _ in range(24):  # the head's job agent may take a while after `ray start` returns
+        r = subprocess.run(submit, capture_output=True, text=True, env=env, timeout=300)
+        if r.returncode == 0 or "No available agent" not in r.stdout + r.stderr:
+            break
+        time.sleep(5)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     job_id = next(w for line in r.stdout.splitlines() for w in line.replace("'", " ").split() if w.startswith("raysubmit_"))
     deadline = time.monotonic() + 1400

@@ -145,9 +145,14 @@ class _WorkerTrainer:
 
         if name not in self.dataset_names:  # get_dataset_shard raises for datasets not passed in
             return []
-        shard = ray.train.get_dataset_shard(name)
-        rows = [dict(r) for r in shard.iter_rows()]
-        rows.sort(key=lambda r: r["id"])  # shard order varies between attempts; make it deterministic
+        shard = ray.train.get_dataset_shard(name)  # the whole dataset (recipe: nothing is split)
+        if name == "train" and self.world > 1:  # this rank's part, the same on every attempt
+            from fcrm_ray.data.pairs import stable_hash
+
+            rows = [dict(r) for r in shard.iter_rows() if int(stable_hash(r["id"], n=8), 16) % self.world == self.rank]
+        else:
+            rows = [dict(r) for r in shard.iter_rows()]
+        rows.sort(key=lambda r: r["id"])  # stream order varies between attempts; make it deterministic
         return rows[:cap] if cap else rows
 
     def _build_model(self):

@@ -188,7 +188,10 @@ def run_training(cfg: TrainConfig, out_dir: str) -> dict:
                                      resources_per_worker=resources),
         run_config=_run_config(cfg),
         datasets=datasets,
-        dataset_config=DataConfig(datasets_to_split=["train"]),
+        # No Ray Data split: its streaming split hands blocks to whichever worker asks first, so a
+        # restarted attempt could train each rank on other rows. Each worker streams the train set
+        # and keeps its own part by pair-id hash (loop._load_rows): the same rows on every attempt.
+        dataset_config=DataConfig(datasets_to_split=[]),
     )
     result = trainer.fit()
     if result.error is not None:
