@@ -170,7 +170,7 @@ def test_cpu_pipeline_as_a_submitted_ray_job(ray_head, tmp_path):
     submit = [ray, "job", "submit", "--address", address, "--working-dir", str(ROOT),
               "--runtime-env", str(ROOT / "jobs" / "runtime_env_cpu.yaml"), "--no-wait", "--",
               "python", "jobs/pipeline.py", "--config", "configs/pipeline/cpu.yaml", f"out={out}", *TINY]
-    for _ in range(24):  # the head's job agent may take a while after `ray start` returns
+    for _ in range(72):  # the head's job agent may take minutes after `ray start` on a loaded machine
         r = subprocess.run(submit, capture_output=True, text=True, env=env, timeout=300)
         if r.returncode == 0 or "No available agent" not in r.stdout + r.stderr:
             break

@@ -231,12 +231,17 @@ class OutputConfig:
     shard_size: int = 256  # examples per input shard = unit of resume
     resume: bool = True  # false: wipe `dir` and start over
     jsonl: bool = False  # also write a JSONL copy per shard
+    # Test hook: the driver exits (os._exit(1), like a SIGKILL) right after flushing this many
+    # shards, so resume tests kill it at a known point instead of racing a busy machine.
+    fault_inject_after_shards: int = 0
 
     def validate(self) -> None:
         if not self.dir:
             raise ConfigError("config key `output.dir` is required")
         if self.shard_size < 1:
             raise ConfigError("config key `output.shard_size` must be >= 1")
+        if self.fault_inject_after_shards < 0:
+            raise ConfigError("config key `output.fault_inject_after_shards` must be >= 0")
 
 
 @dataclass

@@ -360,6 +360,9 @@ def execute(cfg: GenerateConfig, layout: RunLayout, plan: dict, pending: list[in
             if got[s] == expected[s]:
                 flush_shard(cfg, layout, info[s], tallies.pop(s), errors.pop(s, []))
                 flushed += 1
+                if cfg.output.fault_inject_after_shards and flushed == cfg.output.fault_inject_after_shards:
+                    log.warning("output.fault_inject_after_shards=%d: the driver exits (test hook)", flushed)
+                    os._exit(1)  # simulate a killed driver at a known point
     missing = [s for s in pending if got[s] != expected[s]]
     if missing:
         raise RuntimeError(f"shards {missing[:5]} did not receive all work units; rerun to resume them")
