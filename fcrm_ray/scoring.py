@@ -62,7 +62,9 @@ class RewardScorer:
     shared_prefix: "auto" (on where exact, see module docstring), True (require it), False.
     prefix_mode: "auto" (packed, else batched: the first that passes the probe), "packed" or
       "batched" (see `score_shared_prefix`).
-    padding_side: "right" or "left"; both give the same scores.
+    padding_side: "right" or "left"; both give the same scores (left-padded rows get explicit
+      position ids). It applies to causal LMs, whose head reads the last non-pad token; an encoder
+      pools its first token ([CLS]), so its rows are always padded on the right.
     min_prompt_tokens: a row whose completion leaves less room than this for the prompt is not
       scored (NaN, counted as `over_long`), the same rule the trainer uses to drop such pairs.
     """
@@ -91,6 +93,10 @@ class RewardScorer:
             log.info("max_length %d > the model's %d positions; using %d", self.max_length, limit, limit)
             self.max_length = limit
         self.pad_id = int(self.tokenizer.pad_token_id)
+        import torch
+
+        last_token_head = isinstance(getattr(self.model, "score", None), torch.nn.Linear)
+        self.full_padding_side = padding_side if last_token_head else "right"
         self._wrap_pre, self._wrap_post = (list(x) for x in special_wrap(self.tokenizer))
         self.stats: Counter = Counter()
         self.shared_prefix, self.prefix_mode = False, None  # until the probe says otherwise
@@ -148,7 +154,7 @@ class RewardScorer:
             "device": str(self.device),
             "num_params": sum(p.numel() for p in self.model.parameters()),
             "batch_size": self.batch_size,
-            "padding_side": self.padding_side,
+            "padding_side": self.full_padding_side,
             "shared_prefix": self.shared_prefix,
             "prefix_mode": self.prefix_mode,
         }
@@ -186,14 +192,17 @@ class RewardScorer:
         order = sorted((i for i, s in enumerate(seqs) if s is not None), key=lambda i: len(seqs[i]))
         for start in range(0, len(order), self.batch_size):
             idx = order[start:start + self.batch_size]
-            ids, mask = self._pad([seqs[i] for i in idx])
+            ids, mask = self._pad([seqs[i] for i in idx], self.full_padding_side)
+            kwargs = {}
+            if self.full_padding_side == "left":  # positions count real tokens only
+                kwargs["position_ids"] = (mask.cumsum(-1) - 1).clamp(min=0)
             # A causal model (the probe proved it) with right padding: no real token attends to
             # the pads after it, so the mask can go and torch takes its causal attention kernel
             # (~1.7x faster on CPU than a masked one). HF still finds the last non-pad token from
             # input_ids, so the scores are unchanged.
-            mask_free = self.shared_prefix and self.padding_side == "right"
+            mask_free = self.shared_prefix and self.full_padding_side == "right"
             with torch.inference_mode():
-                logits = self.model(input_ids=ids, attention_mask=None if mask_free else mask).logits
+                logits = self.model(input_ids=ids, attention_mask=None if mask_free else mask, **kwargs).logits
             for i, s in zip(idx, logits.reshape(len(idx), -1)[:, 0].float().tolist()):
                 out[i] = s
             self.stats["full_sequences"] += len(idx)
@@ -201,14 +210,15 @@ class RewardScorer:
             self.stats["pad_tokens"] += int(mask.numel() - mask.sum())
         return out
 
-    def _pad(self, rows: Sequence[list[int]]):
+    def _pad(self, rows: Sequence[list[int]], side: str | None = None):
         import torch
 
+        side = side or self.padding_side
         width = max(len(r) for r in rows)
         ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
         for j, r in enumerate(rows):
-            sl = slice(0, len(r)) if self.padding_side == "right" else slice(width - len(r), width)
+            sl = slice(0, len(r)) if side == "right" else slice(width - len(r), width)
             ids[j, sl] = torch.tensor(r, dtype=torch.long)
             mask[j, sl] = 1
         return ids.to(self.device), mask.to(self.device)

@@ -46,10 +46,35 @@ def test_plain_template_layout(bert_tok):
     r = render(bert_tok, TOOLS, CONV, CALL_JSON)
     assert isinstance(r, Rendered) and not has_tool_template(bert_tok)
     assert r.prompt.startswith("[TOOLS] get_weather(city: string; unit?: string {celsius|fahrenheit} = \"celsius\")")
-    assert "  city: City name, e.g. Paris" in r.prompt
+    assert "City name" not in r.prompt  # parameter descriptions are in the call's form, not the catalog
     assert "[USER] What's the weather in Paris in celsius?" in r.prompt
     assert r.prompt.endswith("[CALL]")
-    assert r.completion == ' get_weather(city="Paris", unit="celsius")'  # no eos_token on BERT tokenizers
+    # the call as a filled-in form of its schema; no eos_token on BERT tokenizers
+    assert r.completion == (' get_weather\n  city: string = "Paris" - City name, e.g. Paris\n'
+                            '  unit?: string {celsius|fahrenheit} = "celsius"')
+
+
+def test_plain_form_shows_absent_unknown_and_several_calls(bert_tok):
+    out = '[{"name": "get_weather", "arguments": {}}, {"name": "get_time", "arguments": {"city": "Oslo"}}, {"name": "nope", "arguments": {"x": 1}}]'
+    assert render(bert_tok, TOOLS, CONV, out).completion == (
+        ' get_weather\n  city: string = (not given) - City name, e.g. Paris\n'
+        '  unit?: string {celsius|fahrenheit} = (not given; default "celsius")\n'
+        '[CALL] get_time\n  city: string = "Oslo"\n'
+        '[CALL] nope (not in [TOOLS])\n  x = 1')
+    assert render(bert_tok, TOOLS, CONV, "[]").completion == " (no call)"
+
+
+def test_plain_form_drops_descriptions_past_the_length_cap(bert_tok):
+    from fcrm_ray.toolcall.render import FORM_MAX_CHARS
+
+    wide = [{"name": "f", "description": "Wide.", "parameters": {"type": "object", "properties": {
+        f"p{i}": {"type": "string", "description": f"parameter number {i} " * 10,
+                  "enum": [f"v{j}" for j in range(20)]} for i in range(12)}}}]
+    one = render(bert_tok, wide, CONV, '[{"name": "f", "arguments": {"p0": "v1"}}]').completion
+    many = render(bert_tok, wide, CONV, '[{"name": "f", "arguments": {%s}}]' % ", ".join(f'"p{i}": "v1"' for i in range(12)))
+    assert "parameter number 0" in one and "v7|..." in one  # enums listed up to 8 values in the form
+    assert "parameter number" not in many.completion and len(many.completion) < FORM_MAX_CHARS
+    assert many.completion.count('= "v1"') == 12
 
 
 @pytest.mark.parametrize("surface", [
@@ -68,7 +93,9 @@ def test_surface_forms_and_argument_order_render_identically(surface, which, ber
 
 def test_arguments_follow_schema_order_then_name(bert_tok):
     out = '[{"name": "get_weather", "arguments": {"zeta": 1, "unit": "celsius", "alpha": 2, "city": "Paris"}}]'
-    assert render(bert_tok, TOOLS, CONV, out).completion == ' get_weather(city="Paris", unit="celsius", alpha=2, zeta=1)'
+    assert render(bert_tok, TOOLS, CONV, out).completion.endswith(
+        '"Paris" - City name, e.g. Paris\n  unit?: string {celsius|fahrenheit} = "celsius"\n'
+        '  alpha (not a parameter) = 2\n  zeta (not a parameter) = 1')
 
 
 def test_unparseable_output_is_rendered_raw(bert_tok, qwen_tok):

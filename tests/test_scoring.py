@@ -295,3 +295,31 @@ def test_actor_pool_in_ray_data(qwen_dir, scorers):
         ray.shutdown()
     want = scorers["right"].score_texts([r["prompt"] for r in rows], [r["completion"] for r in rows])
     assert [got[(r["prompt"], r["completion"])] for r in rows] == pytest.approx(want, abs=1e-4)
+
+
+@pytest.mark.parametrize("which", ["qwen", "bert"])
+def test_full_sequence_rewards_invariant_to_batch_size_and_padding_side(which, qwen_dir, bert_dir):
+    """The determinism guarantee, stated once: fp32 rewards of whole sequences do not depend on
+    the batch size (which rows share a padded batch) or the padding side, within 1e-5, and equal
+    the model's own unpadded forward."""
+    path = qwen_dir if which == "qwen" else bert_dir
+    scorers = {(bs, side): RewardScorer(path, batch_size=bs, padding_side=side, shared_prefix=False)
+               for bs in (1, 3, 16) for side in ("right", "left")}
+    if which == "bert":  # a random-init BERT head gives near-constant rewards: spread them out
+        for scorer in scorers.values():
+            with torch.no_grad():
+                scorer.model.classifier.weight.mul_(30.0)
+    base = scorers[(1, "right")]
+    rng = random.Random(11)
+    vocab = _vocab(base)
+    if which == "bert":  # [CLS] ... [SEP] like the tokenizer makes them
+        tok = base.tokenizer
+        seqs = [[tok.cls_token_id] + [rng.choice(vocab) for _ in range(rng.randint(3, 60))] + [tok.sep_token_id]
+                for _ in range(10)]
+    else:
+        seqs = [[rng.choice(vocab) for _ in range(rng.randint(3, 60))] for _ in range(10)]
+    ref = [_reference(base.model, s) for s in seqs]
+    assert max(ref) - min(ref) > 1e-4  # the rewards differ, so equality below is not vacuous
+    for key, scorer in scorers.items():
+        got = scorer.score_ids(seqs)
+        assert max(abs(a - b) for a, b in zip(got, ref)) <= 1e-5, key

@@ -190,7 +190,7 @@ def test_client_retries_5xx_and_connection_errors_not_4xx():
         return httpx.Response(200, json={"status": "ok", "models": {}})
 
     rc = RewardClient("http://rm", retries=3, backoff=0.0, transport=httpx.MockTransport(handler))
-    assert rc.healthz()["status"] == "ok" and len(seen) == 3
+    assert rc.healthz()["status"] == "ok" and len(seen) == 3 and rc.retried == 2
 
     seen.clear()
     rc = RewardClient("http://rm", retries=3, backoff=0.0,
@@ -205,6 +205,32 @@ def test_client_retries_5xx_and_connection_errors_not_4xx():
     with pytest.raises(RewardServiceError):
         rc.get_reward(["q"])
     assert len(seen) == 3  # 1 + 2 retries
+
+
+def _dying_models():
+    from ray.exceptions import ActorDiedError, RayTaskError
+
+    async def died(*a):
+        raise ActorDiedError()
+
+    async def bug(*a):
+        raise RayTaskError("score_group", "Traceback ...", ValueError("a bug"))
+
+    return ({"fcrm-rm": SimpleNamespace(score_group=SimpleNamespace(remote=died), score_texts=SimpleNamespace(remote=died))},
+            {"fcrm-rm": SimpleNamespace(score_group=SimpleNamespace(remote=bug), score_texts=SimpleNamespace(remote=bug))})
+
+
+def test_dead_model_replica_is_a_503_with_retry_after_other_errors_stay_500():
+    dead, buggy = _dying_models()
+    body = json.dumps({"tools": TOOLS, "messages": MESSAGES, "candidates": [GOOD]}).encode()
+    for handler, b in ((serve_app.handle_rewards, body), (serve_app.handle_get_reward, b'{"query": ["q"]}')):
+        out = asyncio.run(handler(_cfg(), dead, b))
+        assert out.status_code == 503 and out.headers["retry-after"] == "1"
+        assert "ActorDiedError" in json.loads(out.body)["detail"]
+        from ray.exceptions import RayTaskError
+
+        with pytest.raises(RayTaskError):  # a failure inside the replica is not disguised as "retry"
+            asyncio.run(handler(_cfg(), buggy, b))
 
 
 def test_client_sends_bearer_token():
@@ -338,3 +364,45 @@ def test_filter_job_scores_through_the_service(served, tmp_path):
            for r in pq.read_table(f).to_pylist()]
     paris = [r["reward"] for r in got if '"Paris"' in r["candidate"]]
     assert len(paris) == 2 and paris[0] == pytest.approx(paris[1], abs=1e-5)
+
+
+@pytest.mark.slow
+def test_served_app_fuzzed_over_loopback(served):
+    """Hypothesis against the live app: random JSON bodies (authorised) get 200/400/422 and never a
+    5xx; a missing or wrong token is 401 whatever the body; over the body limit is 413; the
+    service answers normally afterwards."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    url, token, _ = served
+    auth = {"Authorization": f"Bearer {token}"}
+    keys = st.sampled_from(["tools", "messages", "candidates", "reference", "items", "model", "query", "prompts"])
+    values = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=20)),
+                          lambda k: st.one_of(st.lists(k, max_size=3), st.dictionaries(st.one_of(keys, st.text(max_size=5)), k, max_size=4)),
+                          max_leaves=15)
+    seen: dict[int, int] = {}
+    with httpx.Client(base_url=url, timeout=60) as h:
+        @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+        @given(st.sampled_from(["/v1/rewards", "/get_reward"]), values,
+               st.sampled_from(["ok", "none", "wrong", "no-bearer"]), st.binary(max_size=64))
+        def fuzz(path, value, who, junk):
+            headers = {"ok": auth, "none": {}, "wrong": {"Authorization": "Bearer x" + token},
+                       "no-bearer": {"Authorization": token}}[who]
+            for content in (json.dumps(value).encode(), junk):
+                r = h.post(path, content=content, headers={**headers, "content-type": "application/json"})
+                seen[r.status_code] = seen.get(r.status_code, 0) + 1
+                if who != "ok":
+                    assert r.status_code == 401, (path, content, r.text)
+                else:
+                    assert r.status_code in (200, 400, 422), (path, content, r.status_code, r.text)
+                    if r.status_code != 200:
+                        assert r.json()["detail"]
+
+        fuzz()
+        # the body limit holds with and without a content-length header (chunked upload)
+        assert h.post("/v1/rewards", content=b"[" * 25000, headers=auth).status_code == 413
+        assert h.post("/v1/rewards", content=iter([b"[" * 15000, b"]" * 15000]), headers=auth).status_code == 413
+    assert seen.get(401, 0) > 0 and sum(v for k, v in seen.items() if k in (400, 422)) > 0
+    assert not [k for k in seen if k >= 500], seen
+    rc = RewardClient(url, token=token, retries=0, timeout=30)
+    assert len(rc.rewards(TOOLS, MESSAGES, [GOOD])["rewards"]) == 1

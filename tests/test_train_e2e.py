@@ -142,3 +142,31 @@ def test_single_process_strategy_trains_an_encoder(ray_cluster, workdir):
     assert set(trained) == set(before)
     assert any(not torch.equal(trained[k], before[k]) for k in before)  # the optimizer stepped
     assert json.loads((out / "eval.json").read_text())["test"]["n"] == 20
+
+
+def test_corrupt_latest_checkpoint_is_skipped_on_resume(ray_cluster, workdir):
+    """A run crashes at step 5 (checkpoints at 2 and 4 kept); the step-4 checkpoint is then cut
+    short, as by a node dying mid-upload. The rerun names it, skips it, resumes from step 2 and
+    finishes at the configured step count."""
+    from fcrm_ray.train.recipe import main
+
+    out, name = workdir / "out-corrupt", "corrupt"
+    args = ["--out", str(out), f"model.path={workdir / 'bert'}", f"data.train_path={workdir / 'pairs'}",
+            f"ckpt.storage_path={workdir / 'store'}", f"ckpt.name={name}", "train.strategy=single",
+            "train.micro_batch_size=8", "train.max_steps=8", "train.eval_every=4", "ckpt.every_steps=2",
+            "ckpt.num_to_keep=2", "train.lr=2e-3", "train.num_threads=2", "data.max_length=128",
+            "logging.wandb_mode=disabled"]
+    with pytest.raises(Exception):
+        main(args + ["train.fault_inject_step=5", "scaling.max_failures=0"])
+    ckpts = sorted(p.name for p in (workdir / "store" / name).glob("checkpoint_*"))
+    assert ckpts == ["checkpoint_0000002", "checkpoint_0000004"], ckpts
+    state = workdir / "store" / name / "checkpoint_0000004" / "state.pt"
+    state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])
+
+    assert main(args) == 0
+    hist = _history(out)
+    skipped = [h for h in hist if h.get("event") == "checkpoint_skipped"]
+    assert len(skipped) == 1 and skipped[0]["path"].endswith("checkpoint_0000004")
+    assert "state.pt has" in skipped[0]["reason"] and "truncated" in skipped[0]["reason"]
+    assert [h["step"] for h in hist if h.get("event") == "resumed"] == [2]
+    assert [h["step"] for h in hist if "train/loss" in h][-1] == 8

@@ -137,7 +137,31 @@ class RequestError(Exception):
     def response(self):
         from fastapi.responses import JSONResponse
 
-        return JSONResponse({"detail": str(self), "field": self.field}, status_code=self.status)
+        headers = {"Retry-After": "1"} if self.status == 503 else None
+        return JSONResponse({"detail": str(self), "field": self.field}, status_code=self.status, headers=headers)
+
+
+def replica_unavailable(e: BaseException) -> RequestError | None:
+    """A model replica that died or is being replaced mid-request -> 503 with Retry-After (the
+    client retries; Serve routes the retry to a live replica). Any other error stays a 500."""
+    try:
+        from ray.exceptions import ActorUnavailableError, RayActorError
+    except ImportError:  # pragma: no cover - Ray is a dependency
+        return None
+    if isinstance(e, (RayActorError, ActorUnavailableError)):
+        return RequestError(503, "model", f"model replica unavailable ({type(e).__name__}); retry the request")
+    return None
+
+
+async def _scores(awaitable):
+    """Await model-deployment calls; a dead replica becomes a RequestError(503)."""
+    try:
+        return await awaitable
+    except Exception as e:
+        err = replica_unavailable(e)
+        if err is None:
+            raise
+        raise err from None
 
 
 def token_ok(header: str, token: str) -> bool:
@@ -158,6 +182,8 @@ def parse_body(body: bytes) -> Any:
         raise RequestError(400, "body", "not UTF-8 text") from None
     except json.JSONDecodeError as e:
         raise RequestError(400, "body", f"malformed JSON: {e.msg} (line {e.lineno}, column {e.colno})") from None
+    except RecursionError:
+        raise RequestError(400, "body", "JSON nested too deeply") from None
 
 
 def _validation_error(e, strip: str = "") -> RequestError:
@@ -201,7 +227,8 @@ async def handle_rewards(cfg: ServeConfig, models: dict, body: bytes) -> dict:
             raise RequestError(422, "body", f"expected a JSON object or list, got {type(data).__name__}")
         lim = cfg.limits
         _check_len(data.get("items"), lim.max_items_per_request, "items", "max_items_per_request")
-        for i, it in enumerate(data.get("items") or []):
+        items = data.get("items")
+        for i, it in enumerate(items if isinstance(items, list) else []):  # else: pydantic names it
             if isinstance(it, dict):
                 field = "candidates" if single else f"items[{i}].candidates"
                 _check_len(it.get("candidates"), lim.max_candidates_per_item, field, "max_candidates_per_item")
@@ -224,8 +251,11 @@ async def handle_rewards(cfg: ServeConfig, models: dict, body: bytes) -> dict:
     except RequestError as e:
         return e.response()
     payloads = [[candidate_payload(c) for c in it.candidates] for it in req.items]
-    scores = await asyncio.gather(*(handle.score_group.remote(it.tools, it.messages, p)
-                                    for it, p in zip(req.items, payloads)))
+    try:
+        scores = await _scores(asyncio.gather(*(handle.score_group.remote(it.tools, it.messages, p)
+                                                for it, p in zip(req.items, payloads))))
+    except RequestError as e:
+        return e.response()
     results = []
     for it, p, s, ref, spec in zip(req.items, payloads, scores, refs, specs):
         res: dict[str, Any] = {"id": it.id, "rewards": list(s)}
@@ -283,7 +313,10 @@ async def handle_get_reward(cfg: ServeConfig, models: dict, body: bytes) -> dict
         return e.response()
     prompts = req.prompts or [None] * n
     pairs = [split_query(q, p) for q, p in zip(req.query, prompts)]
-    raw = await handle.score_texts.remote([p for p, _ in pairs], [c for _, c in pairs])
+    try:
+        raw = await _scores(handle.score_texts.remote([p for p, _ in pairs], [c for _, c in pairs]))
+    except RequestError as e:
+        return e.response()
     rewards = [0.0 if r is None else float(r) for r in raw]
     return {"rewards": rewards,
             "scores": [1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, r)))) for r in rewards],

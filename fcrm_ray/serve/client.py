@@ -30,6 +30,7 @@ class RewardClient:
                  timeout: float = 60.0, transport: httpx.BaseTransport | None = None):
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.retries, self.backoff = retries, backoff
+        self.retried = 0  # retries made so far (5xx answers and connection errors), for load tests and logs
         self._http = httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout, transport=transport)
 
     def close(self) -> None:
@@ -56,6 +57,7 @@ class RewardClient:
                     raise RewardServiceError(r.status_code, _detail(r))
             time.sleep(self.backoff * (2 ** attempt))
             attempt += 1
+            self.retried += 1
 
     def rewards(self, tools: Sequence[Any], messages: Sequence[dict], candidates: Sequence[Any],
                 reference: Any = None, model: str | None = None) -> dict:

@@ -18,18 +18,26 @@ Two renderings:
    rest of the full rendering. If a template breaks that prefix property the split falls back to
    the longest common prefix of the two renderings.
 
-2. Everything else (BERT-style encoders such as all-MiniLM-L6-v2): a compact plain-text template,
-   about a third of the tokens of the raw JSON catalog (MiniLM has a 512-token limit)::
+2. Everything else (BERT-style encoders such as all-MiniLM-L6-v2): a compact plain-text template
+   (MiniLM has a 512-token limit). The catalog is one line per tool; the candidate is written as a
+   filled-in form of its tool's schema::
 
        [TOOLS] get_weather(city: string; unit?: string {celsius|fahrenheit} = "celsius") - Current weather.
-         city: City name, e.g. Paris
+       get_time(city: string) - Local time.
        [USER] What's the weather in Paris?
-       [CALL] get_weather(city="Paris", unit="celsius")
+       [CALL] get_weather
+         city: string = "Paris" - City name, e.g. Paris
+         unit?: string {celsius|fahrenheit} = (not given; default "celsius")
 
-   One line per tool: required parameters bare, optional ones with `?`, enums in braces, defaults
-   after `=`; then one indented line per parameter description (cut to `PARAM_DESC_WORDS` words).
-   Roles are `[SYSTEM]`, `[USER]`, `[ASSISTANT]`, `[TOOL]`; the candidate follows `[CALL]`, several
-   calls are joined with `; `, values are JSON literals.
+   Catalog: required parameters bare, optional ones with `?`, enums in braces, defaults after
+   `=`. Form (`call_form`): one line per schema parameter with its type, the given value as a JSON
+   literal or `(not given)`, and the first words of its description; then `(not a parameter)`
+   lines for arguments the schema lacks, and `(not in [TOOLS])` after an unknown function. Each
+   value sits next to what the schema says about it, and an absent parameter is as visible as a
+   present one, so a small encoder can compare value, type and presence without attending across
+   the whole catalog (measured on MiniLM, 64 steps: held-out accuracy 0.565 with the call on one
+   line after a catalog with parameter descriptions, 0.750 with the form). Several calls are
+   separated by `[CALL]`; roles are `[SYSTEM]`, `[USER]`, `[ASSISTANT]`, `[TOOL]`.
 
 EOS: when the tokenizer has an `eos_token`, the completion ends with exactly one EOS (a template's
 trailing whitespace is dropped first), so a causal-LM reward is read at the EOS token. Encoders
@@ -52,6 +60,11 @@ from fcrm_ray.toolcall.schema import ToolCall, ToolSpec, normalize_tools
 # incorrect_parameter_value pairs; beyond ~16 words they are mostly prose that costs tokens.
 PARAM_DESC_WORDS = 16
 TOOL_DESC_WORDS = 40
+# The call's form (the completion, never truncated) is kept short: the full enum lists are in the
+# catalog line, and a description's first words carry its format hint.
+FORM_DESC_WORDS = 12
+FORM_ENUM_VALUES = 8
+FORM_MAX_CHARS = 800
 
 
 @dataclass(frozen=True)
@@ -161,15 +174,19 @@ def _words(text: str, n: int) -> str:
     return " ".join(parts[:n]) + (" ..." if len(parts) > n else "")
 
 
-def _type_str(schema: Mapping) -> str:
+def _type_str(schema: Mapping, max_enum: int = 0) -> str:
+    """`string {a|b}`, `array[integer]`...; `max_enum` > 0 lists at most that many enum values."""
     t = schema.get("type")
     if isinstance(t, list):
         t = "|".join(str(x) for x in t)
     t = t or "any"
     if t == "array" and isinstance(schema.get("items"), Mapping):
-        t = f"array[{_type_str(schema['items'])}]"
+        t = f"array[{_type_str(schema['items'], max_enum)}]"
     if isinstance(schema.get("enum"), list):
-        t += " {" + "|".join(_value(v) if not isinstance(v, str) else v for v in schema["enum"]) + "}"
+        values = [_value(v) if not isinstance(v, str) else v for v in schema["enum"]]
+        if max_enum and len(values) > max_enum:
+            values = values[:max_enum] + ["..."]
+        t += " {" + "|".join(values) + "}"
     return t
 
 
@@ -177,22 +194,23 @@ def _value(v: Any) -> str:
     return json.dumps(v, ensure_ascii=False, default=str)
 
 
-def tool_line(spec: ToolSpec) -> str:
-    """One tool of the catalog in the compact plain-text form (plus parameter description lines)."""
+def tool_line(spec: ToolSpec, notes: bool = False) -> str:
+    """One tool of the catalog in the compact plain-text form; `notes` adds one line per parameter
+    description (the catalog leaves them out: the called tool's are in the call's form)."""
     required = set(spec.required)
-    params, notes = [], []
+    params, lines = [], []
     for name, schema in spec.properties.items():
         schema = schema if isinstance(schema, Mapping) else {}
         p = f"{name}{'' if name in required else '?'}: {_type_str(schema)}"
         if "default" in schema and name not in required:
             p += f" = {_value(schema['default'])}"
         params.append(p)
-        if schema.get("description"):
-            notes.append(f"  {name}: {_words(schema['description'], PARAM_DESC_WORDS)}")
+        if notes and schema.get("description"):
+            lines.append(f"  {name}: {_words(schema['description'], PARAM_DESC_WORDS)}")
     head = f"{spec.name}({'; '.join(params)})"
     if spec.description:
         head += f" - {_words(spec.description, TOOL_DESC_WORDS)}"
-    return "\n".join([head] + notes)
+    return "\n".join([head] + lines)
 
 
 def call_text(calls: Iterable[ToolCall]) -> str:
@@ -219,10 +237,53 @@ def _message_text(m: Mapping) -> str:
     return f"[{role}] {text}"
 
 
+def call_form(call: ToolCall, specs: Sequence[ToolSpec], descriptions: bool = True) -> str:
+    """One call as a filled-in form of its tool's schema: the function name, then one line per
+    schema parameter (given value, or `(not given)` with the default), then arguments the schema
+    does not have. Puts each value next to its parameter's type (and, with `descriptions`, the
+    first words of its description: for parameters that are set or required; an unset optional
+    one gets name, type and default only), and makes an absent parameter as visible as a present
+    one."""
+    spec = next((t for t in specs if t.name == call.name), None)
+    if spec is None:
+        return "\n".join([f"{call.name} (not in [TOOLS])"]
+                         + [f"  {k} = {_value(v)}" for k, v in call.arguments.items()])
+    required = set(spec.required)
+    lines = [call.name]
+    for name, schema in spec.properties.items():
+        schema = schema if isinstance(schema, Mapping) else {}
+        if name in call.arguments:
+            given = _value(call.arguments[name])
+        else:
+            given = "(not given" + (f"; default {_value(schema['default'])})" if "default" in schema else ")")
+        line = f"  {name}{'' if name in required else '?'}: {_type_str(schema, FORM_ENUM_VALUES)} = {given}"
+        if descriptions and schema.get("description") and (name in call.arguments or name in required):
+            line += f" - {_words(schema['description'], FORM_DESC_WORDS)}"
+        lines.append(line)
+    lines += [f"  {k} (not a parameter) = {_value(v)}" for k, v in call.arguments.items() if k not in spec.properties]
+    return "\n".join(lines)
+
+
+def calls_form(calls: Sequence[ToolCall], specs: Sequence[ToolSpec]) -> str:
+    """All calls' forms, `[CALL]`-separated; without parameter descriptions when that would pass
+    `FORM_MAX_CHARS` (many calls or wide schemas), so the completion stays well inside a 512-token
+    encoder. A character rule, not a token count: the same text at train and score time whatever
+    the tokenizer."""
+    text = "\n[CALL] ".join(call_form(c, specs) for c in calls)
+    if len(text) > FORM_MAX_CHARS:
+        text = "\n[CALL] ".join(call_form(c, specs, descriptions=False) for c in calls)
+    return text
+
+
 def _render_plain(specs: Sequence[ToolSpec], messages: list[dict], calls: list[ToolCall] | None,
                   raw: str) -> tuple[str, str]:
     lines = ["[TOOLS] " + "\n".join(tool_line(t) for t in specs)] if specs else []
     lines += [_message_text(m) for m in messages]
     prompt = "\n".join(lines + ["[CALL]"])
-    completion = " " + (call_text(calls) if calls is not None else " ".join(raw.split()))
+    if calls is None:
+        completion = " " + " ".join(raw.split())
+    elif not calls:
+        completion = " (no call)"
+    else:
+        completion = " " + calls_form(calls, specs)
     return prompt, completion

@@ -100,6 +100,12 @@ class TrainLoopConfig:
     # auto = on where it applies (causal SeqCls, sdpa/eager attention) and a probe at start-up
     # reproduces the plain rewards; true = require it; false = two rows per pair.
     share_prompt: str = "auto"
+    # Mixed precision for the `single`/`ddp` strategies: fp32 weights and optimizer, forward under
+    # torch.autocast(bfloat16), the reward head in fp32 (`none` = plain fp32). On CPUs with
+    # AVX512-BF16/AMX it is ~1.6x faster (measured on this machine's EPYC, MiniLM, batch 32 x 256:
+    # 3.75 s -> 2.30 s per step). Applies to the loop's validation/test passes too; `fcrm eval`
+    # and the service score in the checkpoint's dtype. DeepSpeed has its own `bf16` setting.
+    autocast: str = "none"
     # Test hook: rank 0 calls os._exit(1) when it reaches this optimizer step on the first attempt
     # (no checkpoint to resume from yet beyond earlier ones), to exercise FailureConfig + resume.
     fault_inject_step: int = 0
@@ -124,6 +130,8 @@ class TrainLoopConfig:
             raise ConfigError("config key `train.center_coef` must be >= 0")
         if str(self.share_prompt).lower() not in ("auto", "true", "false"):
             raise ConfigError(f"config key `train.share_prompt`: expected auto, true or false, got {self.share_prompt!r}")
+        if self.autocast not in ("none", "bf16"):
+            raise ConfigError(f"config key `train.autocast`: expected none or bf16, got {self.autocast!r}")
         for key in ("eval_every", "log_every", "num_threads", "fault_inject_step", "max_steps"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"config key `train.{key}` must be >= 0")
@@ -210,6 +218,11 @@ class TrainConfig:
             raise ConfigError("config key `train.strategy=single` needs scaling.num_workers=1")
         if self.train.strategy != "deepspeed" and (self.deepspeed.offload_params or self.deepspeed.offload_optimizer):
             raise ConfigError("config keys `deepspeed.offload_*` need train.strategy=deepspeed")
+        if self.train.autocast != "none" and self.train.strategy == "deepspeed":
+            raise ConfigError("config key `train.autocast` is for strategies single/ddp; "
+                              "DeepSpeed sets its precision itself (`deepspeed.bf16`)")
+        if self.train.autocast != "none" and self.dtype != "float32":
+            raise ConfigError(f"config key `train.autocast` needs float32 weights (model.dtype), got {self.dtype}")
         if self.model.dtype == "bfloat16" and not self.scaling.use_gpu:
             raise ConfigError("config key `model.dtype=bfloat16` is for GPUs; use float32 (or auto) on CPU")
 

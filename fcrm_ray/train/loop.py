@@ -29,11 +29,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-CKPT_META = "meta.json"
-HF_DIR = "hf"
-DS_DIR = "ds"
-DS_TAG = "state"
-TORCH_STATE = "state.pt"
+from fcrm_ray.train.checkpoint import (CKPT_META, DS_DIR, DS_TAG, HF_DIR, TORCH_STATE, checkpoint_problem,
+                                       files_under, write_manifest)
 
 
 # --- small distributed helpers (no-ops on one process) -------------------------------------------
@@ -69,6 +66,25 @@ def _comm_device():
     import torch.distributed as dist
 
     return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
+def keep_head_fp32(model) -> None:
+    """Under autocast, run the reward head (`score` / `classifier`) in fp32 on fp32 inputs, so
+    rewards keep fp32 resolution (bf16 rewards would tie close pairs). Patches the instance's
+    forward only: parameters and state-dict keys are unchanged."""
+    import torch
+
+    for name in ("score", "classifier"):
+        head = getattr(model, name, None)
+        if isinstance(head, torch.nn.Module):
+            inner = head.forward
+
+            def forward(x, *args, _inner=inner, **kwargs):
+                with torch.autocast(x.device.type, enabled=False):
+                    return _inner(x.float(), *args, **kwargs)
+
+            head.forward = forward
+            return
 
 
 def disable_dropout(model) -> None:
@@ -189,7 +205,18 @@ class _WorkerTrainer:
                 model.config.use_cache = False
         self.pad_id = tok.pad_token_id
         self.tokenizer = tok
+        if cfg.train.autocast != "none":
+            keep_head_fp32(model)
         return model
+
+    def _autocast(self):
+        import contextlib
+
+        import torch
+
+        if self.cfg.train.autocast == "none":
+            return contextlib.nullcontext()
+        return torch.autocast(self._device().type, dtype=torch.bfloat16)
 
     def _build_engine(self, model, total_steps: int):
         import torch
@@ -222,26 +249,62 @@ class _WorkerTrainer:
 
     # checkpoint ----------------------------------------------------------------------------
     def _restore(self) -> bool:
+        """Restore the newest restorable checkpoint: Ray's latest first, then older kept ones
+        (`ckpt.num_to_keep`). An incomplete or unreadable one is skipped with its reason, printed
+        and recorded in the history; with none left the run starts from step 0."""
+        skipped = []
+        for ckpt in self._restore_candidates():
+            with ckpt.as_directory() as d:
+                problem = checkpoint_problem(d)
+                if problem is None:
+                    try:
+                        meta = self._load_state(Path(d))
+                    except Exception as e:  # e.g. a corrupt state.pt of the recorded size
+                        if self.cfg.train.strategy == "deepspeed":
+                            # a partly loaded ZeRO engine cannot be trusted: fail with the reason
+                            raise RuntimeError(f"checkpoint {ckpt.path} could not be loaded: {e}") from e
+                        problem = f"unloadable ({type(e).__name__}: {str(e)[:200]})"
+            if problem is not None:
+                print(f"[fcrm train] rank {self.rank}: skipping checkpoint {ckpt.path}: {problem}", flush=True)
+                skipped.append({"event": "checkpoint_skipped", "path": str(ckpt.path), "reason": problem,
+                                "time": time.time()})
+                continue
+            self.step = int(meta["step"])
+            self.history = list(meta.get("history", [])) + skipped
+            self.history.append({"event": "resumed", "step": self.step, "time": time.time()})
+            print(f"[fcrm train] rank {self.rank} resumed from {ckpt.path} at step {self.step}", flush=True)
+            return True
+        if skipped:
+            print(f"[fcrm train] rank {self.rank}: no restorable checkpoint; starting from step 0", flush=True)
+        self.history = skipped
+        return False
+
+    def _restore_candidates(self) -> list:
         import ray.train
+
+        latest = ray.train.get_checkpoint()
+        if latest is None:
+            return []
+        try:  # older kept checkpoints, newest first (a Ray without this API: just the latest)
+            reported = ray.train.get_all_reported_checkpoints()
+            older = [r.checkpoint for r in reported if r.checkpoint.path != latest.path]
+            older.sort(key=lambda c: c.path, reverse=True)  # checkpoint_<step:07d>: name order = step order
+        except Exception:
+            older = []
+        return [latest] + older
+
+    def _load_state(self, d: Path) -> dict:
         import torch
 
-        ckpt = ray.train.get_checkpoint()
-        if ckpt is None:
-            return False
-        with ckpt.as_directory() as d:
-            meta = json.loads((Path(d) / CKPT_META).read_text())
-            if self.cfg.train.strategy == "deepspeed":
-                self.engine.load_checkpoint(str(Path(d) / DS_DIR), tag=DS_TAG)
-            else:
-                state = torch.load(Path(d) / TORCH_STATE, map_location="cpu", weights_only=False)
-                self.module.load_state_dict(state["model"])
-                self.optimizer.load_state_dict(state["optimizer"])
-                self.scheduler.load_state_dict(state["scheduler"])
-        self.step = int(meta["step"])
-        self.history = list(meta.get("history", []))
-        self.history.append({"event": "resumed", "step": self.step, "time": time.time()})
-        print(f"[fcrm train] rank {self.rank} resumed from {ckpt.path} at step {self.step}", flush=True)
-        return True
+        meta = json.loads((d / CKPT_META).read_text())
+        if self.cfg.train.strategy == "deepspeed":
+            self.engine.load_checkpoint(str(d / DS_DIR), tag=DS_TAG)
+        else:
+            state = torch.load(d / TORCH_STATE, map_location="cpu", weights_only=False)
+            self.module.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+        return meta
 
     def _save_and_report(self, metrics: dict, final_hf: bool = False) -> None:
         import tempfile
@@ -260,7 +323,9 @@ class _WorkerTrainer:
                 self._save_hf(Path(d) / HF_DIR)
             if self.rank == 0:
                 (Path(d) / CKPT_META).write_text(json.dumps(
-                    {"step": self.step, "total_steps": self.total_steps, "history": self.history}, default=float))
+                    {"step": self.step, "total_steps": self.total_steps, "world_size": self.world,
+                     "history": self.history}, default=float))
+            write_manifest(d, self.rank, files_under(d))
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d),
                              checkpoint_dir_name=f"checkpoint_{self.step:07d}{'_final' if final_hf else ''}")
 
@@ -311,8 +376,9 @@ class _WorkerTrainer:
 
         if self.share_prompt if packed is None else packed:
             batch = collate_packed_pairs(examples, self.pad_id)
-            rc, rr = packed_pair_rewards(self.engine, self.module, batch, self._device())
-            return rc, rr, batch["n_tokens"]
+            with self._autocast():
+                rc, rr = packed_pair_rewards(self.engine, self.module, batch, self._device())
+            return rc.float(), rr.float(), batch["n_tokens"]
         batch = collate_pairs(examples, self.pad_id)
         n_tokens = int(batch["attention_mask"].sum())
         if self.causal:
@@ -320,7 +386,9 @@ class _WorkerTrainer:
             # HF reads the reward at the last non-pad token from input_ids, so the mask can go and
             # attention takes its causal kernel (~1.3x faster steps on CPU, same rewards).
             batch["attention_mask"] = None
-        r, b = self._rewards(batch), batch["num_pairs"]
+        with self._autocast():
+            r = self._rewards(batch).float()
+        b = batch["num_pairs"]
         return r[:b], r[b:], n_tokens
 
     def _resolve_share_prompt(self) -> bool:
@@ -346,7 +414,7 @@ class _WorkerTrainer:
                 plain = torch.cat(self._pair_rewards(probe, packed=False)[:2]).float().cpu()
                 packed = torch.cat(self._pair_rewards(probe, packed=True)[:2]).float().cpu()
             self.engine.train(was_training)
-            tol = 1e-4 if self.cfg.dtype == "float32" else 5e-2
+            tol = 1e-4 if self.cfg.dtype == "float32" and self.cfg.train.autocast == "none" else 5e-2
             diff = float(((plain - packed).abs() / plain.abs().clamp(min=1.0)).max())
             if not diff <= tol:  # also NaN
                 why_not = f"probe rewards differ from the plain path by {diff:.3g}"
@@ -471,13 +539,14 @@ class _WorkerTrainer:
             if do_eval or do_ckpt:
                 metrics = {"step": self.step}
                 if do_eval and periodic_val:
+                    t_eval = time.time()
                     ev = self.evaluate(periodic_val)
                     metrics.update(_flat("validation", ev))
                     self._log({"step": self.step, "time": time.time(), **_flat("validation", ev)}, wandb_run)
                     if self.rank == 0:
                         print(f"[fcrm train] step {self.step} validation accuracy {ev.get('accuracy', float('nan')):.4f} "
                               f"({ev.get('n', 0)} pairs)", flush=True)
-                    t_window = time.time()
+                    t_window += time.time() - t_eval  # throughput counts training time only
                 if do_ckpt:
                     self._save_and_report(metrics)
                 else:

@@ -161,7 +161,8 @@ def run_training(cfg: TrainConfig, out_dir: str) -> dict:
     from ray.train import DataConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    from fcrm_ray.train.loop import CKPT_META, HF_DIR, train_loop_per_worker
+    from fcrm_ray.train.checkpoint import CKPT_META, HF_DIR
+    from fcrm_ray.train.loop import train_loop_per_worker
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
