@@ -110,8 +110,12 @@ def test_killed_model_replica_under_load(tmp_path):
 
         # the service recovers: Serve replaces the dead replica
         deadline = time.time() + 120
-        while time.time() < deadline and not (_running_replicas(app) == 2 and victim not in _model_replica_actors()):
-            time.sleep(1)
+        def recovered():
+            actors = _model_replica_actors()
+            return len(actors) == 2 and victim not in actors and _running_replicas(app) == 2
+
+        while time.time() < deadline and not recovered():
+            time.sleep(0.5)
         after = _model_replica_actors()
         print(f"[replica kill] replicas back to 2 after {time.time() - t_kill:.1f}s: {after}")
         assert len(after) == 2 and victim not in after and _running_replicas(app) == 2

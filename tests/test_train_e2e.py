@@ -158,7 +158,7 @@ def test_corrupt_latest_checkpoint_is_skipped_on_resume(ray_cluster, workdir):
             "logging.wandb_mode=disabled"]
     with pytest.raises(Exception):
         main(args + ["train.fault_inject_step=5", "scaling.max_failures=0"])
-    ckpts = sorted(p.name for p in (workdir / "store" / name).glob("checkpoint_*"))
+    ckpts = sorted(p.name for p in (workdir / "store" / name).glob("checkpoint_*") if p.is_dir())
     assert ckpts == ["checkpoint_0000002", "checkpoint_0000004"], ckpts
     state = workdir / "store" / name / "checkpoint_0000004" / "state.pt"
     state.write_bytes(state.read_bytes()[: state.stat().st_size // 2])

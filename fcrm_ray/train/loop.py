@@ -274,10 +274,17 @@ class _WorkerTrainer:
             self.history.append({"event": "resumed", "step": self.step, "time": time.time()})
             print(f"[fcrm train] rank {self.rank} resumed from {ckpt.path} at step {self.step}", flush=True)
             return True
+        self.history = skipped
         if skipped:
             print(f"[fcrm train] rank {self.rank}: no restorable checkpoint; starting from step 0", flush=True)
-        self.history = skipped
+            self.history.append({"event": "started_fresh", "step": 0, "time": time.time()})
         return False
+
+    def _checkpoint_dir_name(self, final: bool) -> str:
+        """`checkpoint_<step>`; after a restart `-r<n>` too, so a rerun that resumed from an older
+        checkpoint (a newer one was skipped) never writes into the skipped one's folder."""
+        n = sum(1 for h in self.history if h.get("event") in ("resumed", "started_fresh"))
+        return f"checkpoint_{self.step:07d}{'_final' if final else ''}{f'-r{n}' if n else ''}"
 
     def _restore_candidates(self) -> list:
         import ray.train
@@ -288,7 +295,8 @@ class _WorkerTrainer:
         try:  # older kept checkpoints, newest first (a Ray without this API: just the latest)
             reported = ray.train.get_all_reported_checkpoints()
             older = [r.checkpoint for r in reported if r.checkpoint.path != latest.path]
-            older.sort(key=lambda c: c.path, reverse=True)  # checkpoint_<step:07d>: name order = step order
+            # checkpoint_<step:07d>[_final][-r<n>]: name order = step order, then restart order
+            older.sort(key=lambda c: c.path, reverse=True)
         except Exception:
             older = []
         return [latest] + older
@@ -327,7 +335,7 @@ class _WorkerTrainer:
                      "history": self.history}, default=float))
             write_manifest(d, self.rank, files_under(d))
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d),
-                             checkpoint_dir_name=f"checkpoint_{self.step:07d}{'_final' if final_hf else ''}")
+                             checkpoint_dir_name=self._checkpoint_dir_name(final_hf))
 
     def _save_hf(self, out: Path) -> None:
         """A standard `save_pretrained` SeqCls checkpoint + tokenizer (rank 0 writes; under ZeRO-3
