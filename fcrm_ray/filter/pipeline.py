@@ -347,7 +347,10 @@ def run_scoring(cfg: FilterConfig, shards: list[dict], out: Path, manifest: dict
     ds = ds.map_batches(
         ScoreUnits, fn_constructor_kwargs={"scoring": to_dict(sc)}, batch_size=sc.batch_size, batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(size=sc.serve_concurrency if remote else sc.num_actors),
-        num_cpus=0.1 if remote else sc.num_cpus_per_actor, num_gpus=0 if remote else sc.num_gpus_per_actor)
+        num_cpus=0.1 if remote else sc.num_cpus_per_actor, num_gpus=0 if remote else sc.num_gpus_per_actor,
+        # a crashed scoring actor is restarted and its batch resubmitted (rows are keyed by unit
+        # id and collected per shard, so a retried batch neither duplicates nor loses a unit)
+        max_restarts=-1, max_task_retries=-1)
     buffers: dict[str, list[dict]] = defaultdict(list)
     expected: dict[str, int] = {}
     for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
