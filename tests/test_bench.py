@@ -147,3 +147,23 @@ def test_chosen_surface_match_rejected(tmp_path):
         assert got == want or (want == "json_object" and got == "json")  # several calls cannot be one object
         ref = reference_from_bfcl(json.loads(r["reference"]))
         assert verify(r["chosen_output"], ref, normalize_tools(json.loads(r["tools"]))).correct
+
+
+def test_composed_parallel_examples_are_train_only_and_verified(tmp_path):
+    stats = build(_cfg(tmp_path / "c", "categories=[simple_python,live_simple]", "max_examples_per_category=12",
+                       "compose_parallel=3"))
+    rows = read_pairs(tmp_path / "c")
+    composed = [r for r in rows if r["category"] == "composed_parallel"]
+    assert composed and stats["counters"]["composed_examples"] == 3
+    assert {r["split"] for r in composed} == {"train"}  # never validation or test
+    assert any(r["obfuscated"] for r in composed)  # augmented like any train pair
+    for r in composed:
+        ref = reference_from_bfcl(json.loads(r["reference"]))
+        tools = normalize_tools(json.loads(r["tools"]))
+        assert len(ref) == 2 and verify(r["chosen_output"], ref, tools).correct
+        vr = verify(r["rejected_output"], ref, tools)
+        assert not vr.correct and vr.error_type == r["error_type"]
+    # the composites' parts are train examples
+    train_ids = {r["example_id"] for r in rows if r["split"] == "train" and r["category"] == "live_simple"}
+    parts = {p for r in composed if not r["obfuscated"] for p in r["example_id"].removeprefix("compose:").split("+")}
+    assert parts <= train_ids

@@ -50,8 +50,8 @@ def test_plain_template_layout(bert_tok):
     assert "[USER] What's the weather in Paris in celsius?" in r.prompt
     assert r.prompt.endswith("[CALL]")
     # the call as a filled-in form of its schema; no eos_token on BERT tokenizers
-    assert r.completion == (' get_weather\n  city: string = "Paris" - City name, e.g. Paris\n'
-                            '  unit?: string {celsius|fahrenheit} = "celsius"')
+    assert r.completion == (' get_weather\n  city: string = "Paris" (in request) - City name, e.g. Paris\n'
+                            '  unit?: string {celsius|fahrenheit} = "celsius" (in request)')
 
 
 def test_plain_form_shows_absent_unknown_and_several_calls(bert_tok):
@@ -59,8 +59,8 @@ def test_plain_form_shows_absent_unknown_and_several_calls(bert_tok):
     assert render(bert_tok, TOOLS, CONV, out).completion == (
         ' get_weather\n  city: string = (not given) - City name, e.g. Paris\n'
         '  unit?: string {celsius|fahrenheit} = (not given; default "celsius")\n'
-        '[CALL] get_time\n  city: string = "Oslo"\n'
-        '[CALL] nope (not in [TOOLS])\n  x = 1')
+        '[CALL] get_time\n  city: string = "Oslo" (not in request)\n'
+        '[CALL] nope (not in [TOOLS])\n  x = 1 (not in request)')
     assert render(bert_tok, TOOLS, CONV, "[]").completion == " (no call)"
 
 
@@ -69,12 +69,18 @@ def test_plain_form_drops_descriptions_past_the_length_cap(bert_tok):
 
     wide = [{"name": "f", "description": "Wide.", "parameters": {"type": "object", "properties": {
         f"p{i}": {"type": "string", "description": f"parameter number {i} " * 10,
-                  "enum": [f"v{j}" for j in range(20)]} for i in range(12)}}}]
+                  "enum": [f"v{j}" for j in range(20)]} for i in range(6)}}}]
     one = render(bert_tok, wide, CONV, '[{"name": "f", "arguments": {"p0": "v1"}}]').completion
-    many = render(bert_tok, wide, CONV, '[{"name": "f", "arguments": {%s}}]' % ", ".join(f'"p{i}": "v1"' for i in range(12)))
+    many = render(bert_tok, wide, CONV, '[{"name": "f", "arguments": {%s}}]' % ", ".join(f'"p{i}": "v1"' for i in range(6)))
     assert "parameter number 0" in one and "v7|..." in one  # enums listed up to 8 values in the form
     assert "parameter number" not in many.completion and len(many.completion) < FORM_MAX_CHARS
-    assert many.completion.count('= "v1"') == 12
+    assert many.completion.count('= "v1" (not in request)') == 6
+    # a second call of the same function carries no descriptions, and adding a call never
+    # changes how the calls before it are written
+    two = render(bert_tok, TOOLS, CONV, '[{"name": "get_weather", "arguments": {"city": "Paris"}}, '
+                                       '{"name": "get_weather", "arguments": {"city": "Oslo"}}]').completion
+    one = render(bert_tok, TOOLS, CONV, '[{"name": "get_weather", "arguments": {"city": "Paris"}}]').completion
+    assert two.startswith(one + "\n[CALL] get_weather\n") and two.count("City name") == 1
 
 
 @pytest.mark.parametrize("surface", [
@@ -94,8 +100,8 @@ def test_surface_forms_and_argument_order_render_identically(surface, which, ber
 def test_arguments_follow_schema_order_then_name(bert_tok):
     out = '[{"name": "get_weather", "arguments": {"zeta": 1, "unit": "celsius", "alpha": 2, "city": "Paris"}}]'
     assert render(bert_tok, TOOLS, CONV, out).completion.endswith(
-        '"Paris" - City name, e.g. Paris\n  unit?: string {celsius|fahrenheit} = "celsius"\n'
-        '  alpha (not a parameter) = 2\n  zeta (not a parameter) = 1')
+        '"Paris" (in request) - City name, e.g. Paris\n  unit?: string {celsius|fahrenheit} = "celsius" (in request)\n'
+        '  alpha (not a parameter) = 2 (not in request)\n  zeta (not a parameter) = 1 (not in request)')
 
 
 def test_unparseable_output_is_rendered_raw(bert_tok, qwen_tok):
@@ -186,3 +192,19 @@ def test_render_module_imports_no_torch_or_ray():
     code = ("import sys, fcrm_ray.toolcall.render; "
             "bad = [m for m in ('torch', 'ray', 'transformers') if m in sys.modules]; print(bad); sys.exit(bool(bad))")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_plain_form_marks_values_written_in_the_request(bert_tok):
+    from fcrm_ray.toolcall.render import Grounding
+
+    g = Grounding([{"role": "system", "content": "User lives in Oslo."},
+                   {"role": "user", "content": "Invest $5,000 at 6% for 5  years in New York"}])
+    assert g.found(5000) and g.found(0.06) and g.found(6) and g.found(5.0) and g.found("new york")
+    assert g.found("Oslo") and g.found([5, 6]) and g.found("5 years")
+    assert not g.found(5001) and not g.found("Boston") and not g.found([5, 7])
+    assert g.found(True) is None and g.found(None) is None and g.found("") is None and g.found({"a": 1}) is None
+    conv = [{"role": "user", "content": "What's the weather in Paris in celsius?"}]
+    good = render(bert_tok, TOOLS, conv, CALL_JSON).completion
+    bad = render(bert_tok, TOOLS, conv, '[{"name": "get_weather", "arguments": {"city": "Lyon"}}]').completion
+    assert '= "Paris" (in request)' in good and '= "celsius" (in request)' in good
+    assert '= "Lyon" (not in request)' in bad

@@ -11,6 +11,8 @@ so a pair does not depend on which other examples or categories are in the build
 3. Per example, `negatives_per_type[error_type]` rejected calls of each error type
    (`mutate.mutate`, verifier-checked to be wrong with exactly that type), at most
    `max_negatives_per_example` of them (a seeded random subset of the types).
+   With `compose_parallel: N`, up to N extra train examples join two train-split single-call
+   requests into one two-call task (`data/compose.py`), mutated the same way.
 4. A chosen call per pair: for splits listed in `chosen_variants_splits` (default train and
    validation) an alternative acceptable form (`mutate.chosen_variants`: other acceptable values,
    output surfaces, argument orders) so the RM cannot key on one canonical surface; elsewhere the
@@ -68,6 +70,9 @@ class BenchConfig:
     # or `match_rejected` (the same canonical calls written in the rejected call's surface, so a
     # scorer that sees raw text cannot tell the sides apart by format)
     chosen_surface: str = "canonical_json"
+    # composite two-call examples made from pairs of train-split single-call examples
+    # (`data/compose.py`): the live training categories have almost no parallel tasks
+    compose_parallel: int = 0
     obfuscate_train: int = 1  # extra obfuscated copies of every train pair (0 = none)
     obfuscate_test: bool = True  # add split `test_obfuscated`
     jsonl: bool = True  # also write pairs.jsonl next to pairs.parquet
@@ -81,7 +86,8 @@ class BenchConfig:
             raise ConfigError(f"config key `negatives_per_type.{bad[0]}` must be >= 0")
         if not self.categories:
             raise ConfigError("config key `categories` must list at least one BFCL category")
-        for key in ("max_examples_per_category", "max_negatives_per_example", "max_pairs_per_type", "obfuscate_train"):
+        for key in ("max_examples_per_category", "max_negatives_per_example", "max_pairs_per_type", "obfuscate_train",
+                    "compose_parallel"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"config key `{key}` must be >= 0")
         if self.chosen_surface not in ("canonical_json", "match_rejected"):
@@ -249,6 +255,18 @@ def build(cfg: BenchConfig) -> dict:
             per_cat_examples[cat]["used"] += 1
             plain.extend(rows)
             used.append((ex, split, rows))
+    if cfg.compose_parallel:
+        from fcrm_ray.data.compose import compose_parallel
+
+        train_examples = [ex for ex, split, _ in used if split == "train"]
+        for ex in compose_parallel(train_examples, cfg.compose_parallel, cfg.seed):
+            rows = example_pairs(ex, "train", cfg, counters)
+            counters["composed_examples"] += 1
+            if not rows:
+                counters["composed_without_negative"] += 1
+                continue
+            plain.extend(rows)
+            used.append((ex, "train", rows))
     t_pairs = time.perf_counter()
 
     plain = _cap(plain, cfg.max_pairs_per_type, cfg.seed, counters)

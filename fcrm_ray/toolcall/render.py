@@ -26,12 +26,13 @@ Two renderings:
        get_time(city: string) - Local time.
        [USER] What's the weather in Paris?
        [CALL] get_weather
-         city: string = "Paris" - City name, e.g. Paris
+         city: string = "Paris" (in request) - City name, e.g. Paris
          unit?: string {celsius|fahrenheit} = (not given; default "celsius")
 
    Catalog: required parameters bare, optional ones with `?`, enums in braces, defaults after
    `=`. Form (`call_form`): one line per schema parameter with its type, the given value as a JSON
-   literal or `(not given)`, and the first words of its description; then `(not a parameter)`
+   literal or `(not given)`, whether the value is written in the conversation (`(in request)` /
+   `(not in request)`, `Grounding`), and the first words of its description; then `(not a parameter)`
    lines for arguments the schema lacks, and `(not in [TOOLS])` after an unknown function. Each
    value sits next to what the schema says about it, and an absent parameter is as visible as a
    present one, so a small encoder can compare value, type and presence without attending across
@@ -51,6 +52,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -62,9 +64,9 @@ PARAM_DESC_WORDS = 16
 TOOL_DESC_WORDS = 40
 # The call's form (the completion, never truncated) is kept short: the full enum lists are in the
 # catalog line, and a description's first words carry its format hint.
-FORM_DESC_WORDS = 12
+FORM_DESC_WORDS = 8
 FORM_ENUM_VALUES = 8
-FORM_MAX_CHARS = 800
+FORM_MAX_CHARS = 480  # per call
 
 
 @dataclass(frozen=True)
@@ -237,42 +239,92 @@ def _message_text(m: Mapping) -> str:
     return f"[{role}] {text}"
 
 
-def call_form(call: ToolCall, specs: Sequence[ToolSpec], descriptions: bool = True) -> str:
+class Grounding:
+    """Whether an argument value is written in the conversation: strings as case-insensitive
+    substrings (whitespace collapsed), numbers against the numbers in the text (`5,000` = 5000),
+    lists when every element is. Marks what a small encoder cannot easily check by attention: a
+    value copied from the request vs one that was changed or made up. Booleans, null, objects
+    and empty strings are not marked (they are rarely written literally)."""
+
+    _NUM = re.compile(r"-?\d[\d,]*(?:\.\d+)?(%?)")
+
+    def __init__(self, messages: Sequence[Mapping]):
+        text = " ".join(str(m.get("content") or "") for m in messages)
+        self.text = " ".join(text.lower().split())
+        self.numbers = set()
+        for m in self._NUM.finditer(text):
+            try:
+                x = float(m.group(0).rstrip("%").replace(",", ""))
+            except ValueError:
+                continue
+            self.numbers.add(x)
+            if m.group(1):  # "6%" is also 0.06
+                self.numbers.add(round(x / 100, 12))
+
+    def found(self, value: Any) -> bool | None:
+        if isinstance(value, bool) or value is None:
+            return None
+        if isinstance(value, (int, float)):
+            return float(value) in self.numbers
+        if isinstance(value, str):
+            v = " ".join(value.lower().split())
+            return (v in self.text) if v else None
+        if isinstance(value, list) and value:
+            marks = [self.found(x) for x in value]
+            return None if any(m is None for m in marks) else all(marks)
+        return None
+
+    def mark(self, value: Any) -> str:
+        hit = self.found(value)
+        return "" if hit is None else (" (in request)" if hit else " (not in request)")
+
+
+def call_form(call: ToolCall, specs: Sequence[ToolSpec], descriptions: bool = True,
+              grounding: Grounding | None = None) -> str:
     """One call as a filled-in form of its tool's schema: the function name, then one line per
     schema parameter (given value, or `(not given)` with the default), then arguments the schema
     does not have. Puts each value next to its parameter's type (and, with `descriptions`, the
     first words of its description: for parameters that are set or required; an unset optional
     one gets name, type and default only), and makes an absent parameter as visible as a present
     one."""
+    mark = grounding.mark if grounding is not None else (lambda v: "")
     spec = next((t for t in specs if t.name == call.name), None)
     if spec is None:
         return "\n".join([f"{call.name} (not in [TOOLS])"]
-                         + [f"  {k} = {_value(v)}" for k, v in call.arguments.items()])
+                         + [f"  {k} = {_value(v)}{mark(v)}" for k, v in call.arguments.items()])
     required = set(spec.required)
     lines = [call.name]
     for name, schema in spec.properties.items():
         schema = schema if isinstance(schema, Mapping) else {}
         if name in call.arguments:
-            given = _value(call.arguments[name])
+            given = _value(call.arguments[name]) + mark(call.arguments[name])
         else:
             given = "(not given" + (f"; default {_value(schema['default'])})" if "default" in schema else ")")
         line = f"  {name}{'' if name in required else '?'}: {_type_str(schema, FORM_ENUM_VALUES)} = {given}"
         if descriptions and schema.get("description") and (name in call.arguments or name in required):
             line += f" - {_words(schema['description'], FORM_DESC_WORDS)}"
         lines.append(line)
-    lines += [f"  {k} (not a parameter) = {_value(v)}" for k, v in call.arguments.items() if k not in spec.properties]
+    lines += [f"  {k} (not a parameter) = {_value(v)}{mark(v)}" for k, v in call.arguments.items()
+              if k not in spec.properties]
     return "\n".join(lines)
 
 
-def calls_form(calls: Sequence[ToolCall], specs: Sequence[ToolSpec]) -> str:
-    """All calls' forms, `[CALL]`-separated; without parameter descriptions when that would pass
-    `FORM_MAX_CHARS` (many calls or wide schemas), so the completion stays well inside a 512-token
-    encoder. A character rule, not a token count: the same text at train and score time whatever
-    the tokenizer."""
-    text = "\n[CALL] ".join(call_form(c, specs) for c in calls)
-    if len(text) > FORM_MAX_CHARS:
-        text = "\n[CALL] ".join(call_form(c, specs, descriptions=False) for c in calls)
-    return text
+def calls_form(calls: Sequence[ToolCall], specs: Sequence[ToolSpec], grounding: Grounding | None = None) -> str:
+    """All calls' forms, `[CALL]`-separated. Parameter descriptions go with the first call of each
+    function only, and a call whose form would pass `FORM_MAX_CHARS` (a wide schema) is written
+    without them, so the completion stays well inside a 512-token encoder. Each call's text
+    depends on that call and the calls before it, never on the calls after it: an extra or a
+    missing call does not change how the others are written. A character rule, not a token
+    count: the same text at train and score time whatever the tokenizer."""
+    seen: set[str] = set()
+    forms = []
+    for c in calls:
+        form = call_form(c, specs, descriptions=c.name not in seen, grounding=grounding)
+        if len(form) > FORM_MAX_CHARS:
+            form = call_form(c, specs, descriptions=False, grounding=grounding)
+        seen.add(c.name)
+        forms.append(form)
+    return "\n[CALL] ".join(forms)
 
 
 def _render_plain(specs: Sequence[ToolSpec], messages: list[dict], calls: list[ToolCall] | None,
@@ -285,5 +337,5 @@ def _render_plain(specs: Sequence[ToolSpec], messages: list[dict], calls: list[T
     elif not calls:
         completion = " (no call)"
     else:
-        completion = " " + calls_form(calls, specs)
+        completion = " " + calls_form(calls, specs, Grounding(messages))
     return prompt, completion
