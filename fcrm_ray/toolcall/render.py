@@ -58,12 +58,10 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from fcrm_ray.toolcall.schema import ToolCall, ToolSpec, normalize_tools
 
-# Parameter descriptions carry format hints ("YYYY-MM-DD", "e.g. 'Paris, FR'") that decide many
-# incorrect_parameter_value pairs; beyond ~16 words they are mostly prose that costs tokens.
-PARAM_DESC_WORDS = 16
 TOOL_DESC_WORDS = 40
 # The call's form (the completion, never truncated) is kept short: the full enum lists are in the
-# catalog line, and a description's first words carry its format hint.
+# catalog line, and a parameter description's first words carry its format hint ("YYYY-MM-DD",
+# "e.g. 'Paris, FR'"); the rest is mostly prose that costs tokens.
 FORM_DESC_WORDS = 8
 FORM_ENUM_VALUES = 8
 FORM_MAX_CHARS = 480  # per call
@@ -196,23 +194,21 @@ def _value(v: Any) -> str:
     return json.dumps(v, ensure_ascii=False, default=str)
 
 
-def tool_line(spec: ToolSpec, notes: bool = False) -> str:
-    """One tool of the catalog in the compact plain-text form; `notes` adds one line per parameter
-    description (the catalog leaves them out: the called tool's are in the call's form)."""
+def tool_line(spec: ToolSpec) -> str:
+    """One tool of the catalog in the compact plain-text form (parameter descriptions are not
+    here: the called tool's are in the call's form)."""
     required = set(spec.required)
-    params, lines = [], []
+    params = []
     for name, schema in spec.properties.items():
         schema = schema if isinstance(schema, Mapping) else {}
         p = f"{name}{'' if name in required else '?'}: {_type_str(schema)}"
         if "default" in schema and name not in required:
             p += f" = {_value(schema['default'])}"
         params.append(p)
-        if notes and schema.get("description"):
-            lines.append(f"  {name}: {_words(schema['description'], PARAM_DESC_WORDS)}")
     head = f"{spec.name}({'; '.join(params)})"
     if spec.description:
         head += f" - {_words(spec.description, TOOL_DESC_WORDS)}"
-    return "\n".join([head] + lines)
+    return head
 
 
 def call_text(calls: Iterable[ToolCall]) -> str:
