@@ -208,3 +208,35 @@ def test_plain_form_marks_values_written_in_the_request(bert_tok):
     bad = render(bert_tok, TOOLS, conv, '[{"name": "get_weather", "arguments": {"city": "Lyon"}}]').completion
     assert '= "Paris" (in request)' in good and '= "celsius" (in request)' in good
     assert '= "Lyon" (not in request)' in bad
+
+
+def test_plain_form_spells_out_a_value_kind_its_schema_does_not_name(bert_tok):
+    from fcrm_ray.toolcall.render import kind_mark
+
+    assert kind_mark(40.0, {"type": "integer"}) == " (float)" and kind_mark(40, {"type": "integer"}) == ""
+    assert kind_mark("10", {"type": "integer"}) == " (string)" and kind_mark([1], {"type": "number"}) == " (array)"
+    # a number takes integers and floats; no type, a union or an unknown name: no mark
+    assert kind_mark(40, {"type": "number"}) == kind_mark(4.5, {"type": "number"}) == ""
+    assert kind_mark("x", {}) == kind_mark("x", {"type": ["string", "null"]}) == kind_mark("x", {"type": "any"}) == ""
+    assert kind_mark(True, {"type": "integer"}) == " (boolean)" and kind_mark(1, {"type": "boolean"}) == " (integer)"
+    tools = [{"name": "f", "parameters": {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}}]
+    conv = [{"role": "user", "content": "use 40"}]
+    assert '  n: integer = "40" (string) (in request)' in render(bert_tok, tools, conv, '[{"name": "f", "arguments": {"n": "40"}}]').completion
+    assert render(bert_tok, tools, conv, '[{"name": "f", "arguments": {"n": 40}}]').completion == " f\n  n: integer = 40 (in request)"
+
+
+def test_plain_form_lists_request_numbers_no_argument_carries(bert_tok):
+    from fcrm_ray.toolcall.render import Grounding
+    from fcrm_ray.toolcall.schema import ToolCall
+
+    g = Grounding([{"role": "system", "content": "Today is 2024-01-01."},
+                   {"role": "user", "content": "Roots for a = 3, b = -11, c = -4; then 3-5 tries at 6% on $5,000."}])
+    assert g.unused_numbers([ToolCall("f", {"a": 3, "b": -11, "c": -4})]) == ["5", "6%", "5,000"]  # system text is not the request
+    assert g.unused_numbers([ToolCall("f", {"a": -11, "b": -11, "c": -4.0, "rate": 0.06, "n": [5000]}),
+                             ToolCall("g", {"expr": "x**3 + 5"})]) == []  # in strings, lists, percent as a fraction
+    assert g.unused_numbers([ToolCall("f", {})], limit=2) == ["3", "-11"]
+    tools = [{"name": "gcd", "parameters": {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}}}}]
+    conv = [{"role": "user", "content": "gcd of 12 and 15"}]
+    good = render(bert_tok, tools, conv, '[{"name": "gcd", "arguments": {"a": 12, "b": 15}}]').completion
+    bad = render(bert_tok, tools, conv, '[{"name": "gcd", "arguments": {"a": 12, "b": 12}}]').completion
+    assert "not used" not in good and bad.endswith("\n(numbers in request not used: 15)")

@@ -1,6 +1,7 @@
 """Training data: tokenised pairs, truncation that keeps the call, bad rows, batching, config errors."""
 
 import json
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -10,7 +11,7 @@ from fcrm_ray.config import ConfigError, load_config
 from fcrm_ray.models import build_tiny_bert_rm, build_tiny_qwen3_rm, special_wrap
 from fcrm_ray.toolcall.render import render
 from fcrm_ray.train.config import TrainConfig
-from fcrm_ray.train.data import collate_pairs, cycle_epochs, length_grouped_batches, tokenize_pair
+from fcrm_ray.train.data import balanced_subset, collate_pairs, cycle_epochs, length_grouped_batches, tokenize_pair
 
 TOOLS = [{"name": "get_weather", "description": "Weather for a city. " * 40,
           "parameters": {"type": "object", "required": ["city"],
@@ -169,3 +170,44 @@ def test_split_rows_from_several_pair_sets_with_stable_caps(tmp_path):
     assert [r["id"] for r in read_split_rows(d, Quarantine(tmp_path / "q2.jsonl"))["test"]] == [r["id"] for r in rows["test"]]
     capped = read_split_rows(load_config(DataConfig, None, [f"train_path={tmp_path / 'a'}", "max_train_rows=3"]), q)
     assert len(capped["train"]) == 3
+    val = read_split_rows(load_config(DataConfig, None, [f"train_path={tmp_path / 'b'}", "max_validation_rows=2"]), q)
+    assert len(val["validation"]) == 2 and len(val["train"]) == 4
+
+
+def test_balanced_subset_flattens_the_mix_of_strata_and_is_stable():
+    rows = ([{"id": f"common-{i}", "generator": "common"} for i in range(900)]
+            + [{"id": f"mid-{i}", "generator": "mid"} for i in range(90)]
+            + [{"id": f"rare-{i}", "generator": "rare"} for i in range(10)])
+
+    def mix(power):
+        picked = balanced_subset(rows, 100, ["generator"], power)
+        assert len(picked) == 100 and len({r["id"] for r in picked}) == 100
+        return Counter(r["generator"] for r in picked)
+
+    natural, flat = mix(1.0), mix(0.0)
+    assert natural == {"common": 90, "mid": 9, "rare": 1}
+    assert flat == {"common": 45, "mid": 45, "rare": 10}
+    half = mix(0.5)
+    assert flat["common"] < half["common"] < natural["common"]
+    assert balanced_subset(rows, 100, ["generator"], 0.5) == balanced_subset(list(reversed(rows)), 100, ["generator"], 0.5)
+    assert balanced_subset(rows, 0, ["generator"], 0.0) == rows and balanced_subset(rows[:5], 10) == rows[:5]
+
+
+def test_balanced_subset_within_keeps_the_outer_mix():
+    # error type A: 600 rows of one common kind + 100 of a rare one; type B: 300 rows of one kind
+    rows = ([{"id": f"a1-{i}", "error_type": "A", "generator": "a1"} for i in range(600)]
+            + [{"id": f"a2-{i}", "error_type": "A", "generator": "a2"} for i in range(100)]
+            + [{"id": f"b-{i}", "error_type": "B", "generator": "b"} for i in range(300)])
+    picked = Counter(r["generator"] for r in balanced_subset(rows, 200, ["generator"], 0.0, within="error_type"))
+    assert picked == {"a1": 70, "a2": 70, "b": 60}  # A keeps 70% of the subset, split evenly by kind
+    flat = Counter(r["generator"] for r in balanced_subset(rows, 200, ["generator"], 0.0))
+    assert sorted(flat.values()) == [66, 67, 67]  # without `within`: three equal strata
+    # a stratum smaller than its quota gives all it has; the others share the rest
+    assert Counter(r["generator"] for r in balanced_subset(rows, 900, ["generator"], 0.0)) == {"a1": 500, "b": 300, "a2": 100}
+
+
+def test_balance_power_out_of_range_names_the_key():
+    from fcrm_ray.train.config import DataConfig
+
+    with pytest.raises(ConfigError, match="data.balance_power"):
+        load_config(DataConfig, None, ["train_path=.", "balance_power=2"]).validate()

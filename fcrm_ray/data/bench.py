@@ -1,6 +1,8 @@
 """`fcrm bench build`: an FC-RewardBench-format pair set from BFCL with mutation negatives.
 
-    fcrm bench build --out DIR [--config configs/bench/default.yaml] [key=value ...]
+    fcrm bench build --config configs/bench/default.yaml --out DIR [key=value ...]
+
+(Without `--config` the dataclass defaults apply: the same, but `compose_parallel: 0`.)
 
 Steps, all deterministic given `seed` (each example gets its own RNG seeded by (seed, example id),
 so a pair does not depend on which other examples or categories are in the build):

@@ -22,23 +22,30 @@ Two renderings:
    (MiniLM has a 512-token limit). The catalog is one line per tool; the candidate is written as a
    filled-in form of its tool's schema::
 
-       [TOOLS] get_weather(city: string; unit?: string {celsius|fahrenheit} = "celsius") - Current weather.
-       get_time(city: string) - Local time.
-       [USER] What's the weather in Paris?
-       [CALL] get_weather
-         city: string = "Paris" (in request) - City name, e.g. Paris
-         unit?: string {celsius|fahrenheit} = (not given; default "celsius")
+       [TOOLS] gcd(a: integer; b: integer; verbose?: boolean = false) - Greatest common divisor.
+       lcm(a: integer; b: integer) - Least common multiple.
+       [USER] What is the gcd of 12 and 15?
+       [CALL] gcd
+         a: integer = 12.0 (float) (in request) - First number.
+         b: integer = 12 (in request) - Second number.
+         verbose?: boolean = (not given; default false)
+       (numbers in request not used: 15)
 
    Catalog: required parameters bare, optional ones with `?`, enums in braces, defaults after
    `=`. Form (`call_form`): one line per schema parameter with its type, the given value as a JSON
-   literal or `(not given)`, whether the value is written in the conversation (`(in request)` /
-   `(not in request)`, `Grounding`), and the first words of its description; then `(not a parameter)`
-   lines for arguments the schema lacks, and `(not in [TOOLS])` after an unknown function. Each
-   value sits next to what the schema says about it, and an absent parameter is as visible as a
-   present one, so a small encoder can compare value, type and presence without attending across
-   the whole catalog (measured on MiniLM, 64 steps: held-out accuracy 0.565 with the call on one
-   line after a catalog with parameter descriptions, 0.750 with the form). Several calls are
-   separated by `[CALL]`; roles are `[SYSTEM]`, `[USER]`, `[ASSISTANT]`, `[TOOL]`.
+   literal or `(not given)`, the value's kind when the schema type does not name it (`kind_mark`:
+   `(float)`, `(string)`, ...), whether the value is written in the conversation (`(in request)` /
+   `(not in request)`, `Grounding`), and the first words of its description; then `(not a
+   parameter)` lines for arguments the schema lacks, and `(not in [TOOLS])` after an unknown
+   function. After the last call, the numbers of the user's request that no argument carries
+   (`Grounding.unused_numbers`): a value taken from the wrong span of the request, a dropped call
+   or parameter leaves one. Each value sits next to what the schema says about it, and an absent
+   parameter is as visible as a present one, so a small encoder can compare value, type and
+   presence without attending across the whole catalog. Measured on MiniLM (held-out test pairs):
+   0.565 with the call on one line after a catalog with parameter descriptions, 0.750 with the
+   form (64 steps); 0.843 -> 0.910 from adding the kind marks and the unused-numbers line
+   (96 steps; type errors 0.75 -> 0.98, dropped calls 0.38 -> 0.75). Several calls are separated
+   by `[CALL]`; roles are `[SYSTEM]`, `[USER]`, `[ASSISTANT]`, `[TOOL]`.
 
 EOS: when the tokenizer has an `eos_token`, the completion ends with exactly one EOS (a template's
 trailing whitespace is dropped first), so a causal-LM reward is read at the EOS token. Encoders
@@ -242,7 +249,9 @@ class Grounding:
     value copied from the request vs one that was changed or made up. Booleans, null, objects
     and empty strings are not marked (they are rarely written literally)."""
 
-    _NUM = re.compile(r"-?\d[\d,]*(?:\.\d+)?(%?)")
+    # a number: optional sign (not the dash of a range: "3-5" is 3 and 5), digits with thousands
+    # commas (not a trailing comma), decimals, optional percent sign (group 1)
+    _NUM = re.compile(r"(?<![\d.])-?\d(?:[\d,]*\d)?(?:\.\d+)?(%?)")
 
     def __init__(self, messages: Sequence[Mapping]):
         text = " ".join(str(m.get("content") or "") for m in messages)
@@ -256,6 +265,17 @@ class Grounding:
             self.numbers.add(x)
             if m.group(1):  # "6%" is also 0.06
                 self.numbers.add(round(x / 100, 12))
+        # (surface, value, is_percent) of the numbers in the user's messages, in order
+        self.user_numbers: list[tuple[str, float, bool]] = []
+        for msg in messages:
+            if str(msg.get("role", "user")) != "user":
+                continue
+            for m in self._NUM.finditer(str(msg.get("content") or "")):
+                try:
+                    self.user_numbers.append((m.group(0), float(m.group(0).rstrip("%").replace(",", "")),
+                                              bool(m.group(1))))
+                except ValueError:
+                    pass
 
     def found(self, value: Any) -> bool | None:
         if isinstance(value, bool) or value is None:
@@ -270,9 +290,68 @@ class Grounding:
             return None if any(m is None for m in marks) else all(marks)
         return None
 
+    def unused_numbers(self, calls: Sequence[ToolCall], limit: int = 8) -> list[str]:
+        """Numbers the user wrote that no argument of `calls` carries (compared by absolute
+        value, so "3-5 days" offers 5; a number inside a string argument counts as carried:
+        "x**3"), in request order, at most `limit`. The reverse of the per-value marks: a
+        value taken from the wrong span, a dropped call or parameter leaves a request number
+        unused."""
+        carried: set[float] = set()
+
+        def walk(v: Any) -> None:
+            if isinstance(v, bool) or v is None:
+                return
+            if isinstance(v, (int, float)):
+                carried.add(abs(float(v)))
+            elif isinstance(v, str):
+                for m in self._NUM.finditer(v):
+                    try:
+                        carried.add(abs(float(m.group(0).rstrip("%").replace(",", ""))))
+                    except ValueError:
+                        pass
+            elif isinstance(v, Mapping):
+                for x in v.values():
+                    walk(x)
+            elif isinstance(v, (list, tuple)):
+                for x in v:
+                    walk(x)
+
+        for c in calls:
+            walk(c.arguments)
+        out: list[str] = []
+        for surface, x, percent in self.user_numbers:
+            used = abs(x) in carried or (percent and abs(round(x / 100, 12)) in carried)
+            if not used and surface not in out:
+                out.append(surface)
+        return out[:limit]
+
     def mark(self, value: Any) -> str:
         hit = self.found(value)
         return "" if hit is None else (" (in request)" if hit else " (not in request)")
+
+
+_KIND_MATCHES = {"integer": {"integer"}, "number": {"integer", "float"}, "string": {"string"},
+                 "boolean": {"boolean"}, "array": {"array"}, "object": {"object"}, "null": {"null"}}
+
+
+def value_kind(value: Any) -> str:
+    """`verify.json_type`, but a float is a float even when it is whole (`40.0` is what a model
+    wrote instead of `40`): integer / float / string / boolean / array / object / null."""
+    from fcrm_ray.toolcall.verify import json_type  # lazy, like parse: siblings in the pure core
+
+    kind = json_type(value)
+    return "float" if kind == "number" else kind
+
+
+def kind_mark(value: Any, schema: Mapping) -> str:
+    """` (float)` after a value whose kind is not what its schema type names (a `number` takes
+    integers and floats); nothing when they agree or the schema type is absent, a union or
+    unknown. Spells out what a small encoder reads poorly from quotes and a trailing `.0`."""
+    expected = schema.get("type")
+    kind = value_kind(value)
+    if not isinstance(expected, str) or expected not in _KIND_MATCHES or kind in _KIND_MATCHES[expected]:
+        return ""
+    return f" ({kind})"
 
 
 def call_form(call: ToolCall, specs: Sequence[ToolSpec], descriptions: bool = True,
@@ -293,7 +372,7 @@ def call_form(call: ToolCall, specs: Sequence[ToolSpec], descriptions: bool = Tr
     for name, schema in spec.properties.items():
         schema = schema if isinstance(schema, Mapping) else {}
         if name in call.arguments:
-            given = _value(call.arguments[name]) + mark(call.arguments[name])
+            given = _value(call.arguments[name]) + kind_mark(call.arguments[name], schema) + mark(call.arguments[name])
         else:
             given = "(not given" + (f"; default {_value(schema['default'])})" if "default" in schema else ")")
         line = f"  {name}{'' if name in required else '?'}: {_type_str(schema, FORM_ENUM_VALUES)} = {given}"
@@ -333,5 +412,9 @@ def _render_plain(specs: Sequence[ToolSpec], messages: list[dict], calls: list[T
     elif not calls:
         completion = " (no call)"
     else:
-        completion = " " + calls_form(calls, specs, Grounding(messages))
+        grounding = Grounding(messages)
+        completion = " " + calls_form(calls, specs, grounding)
+        unused = grounding.unused_numbers(calls)
+        if unused:
+            completion += "\n(numbers in request not used: " + ", ".join(unused) + ")"
     return prompt, completion

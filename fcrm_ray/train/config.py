@@ -47,8 +47,15 @@ class DataConfig:
     extra_eval_splits: list[str] = field(default_factory=lambda: ["test_obfuscated"])
     max_length: int = 512  # tokens of prompt + call; the prompt (catalog side) is cut first
     min_prompt_tokens: int = 16  # a call longer than max_length - this -> quarantined as over-long
-    max_train_rows: int = 0  # 0 = all (smoke runs: a few hundred)
-    max_eval_rows: int = 0  # cap for the periodic validation pass; 0 = all (the final validation pass is full)
+    max_train_rows: int = 0  # 0 = all (smoke runs: a few hundred; short runs: about max_steps x batch)
+    # which rows a `max_train_rows` cap keeps (`train.data.balanced_subset`): strata by these
+    # columns get shares proportional to count ** balance_power (1 = the natural mix, 0 = equal),
+    # inside each value of `balance_within` (whose own mix stays natural; "" = over all rows)
+    balance_by: list[str] = field(default_factory=list)
+    balance_power: float = 1.0
+    balance_within: str = ""
+    max_validation_rows: int = 0  # cap on the validation split (a stable subset; the final pass scores all of it); 0 = all
+    max_eval_rows: int = 0  # cap for the periodic validation pass (the first rows of the validation subset); 0 = all
     max_test_rows: int = 0  # cap per final held-out split (test, extra_eval_splits): a stable subset; 0 = all
     length_group_size: int = 16  # length-sort within windows of this many micro-batches
     quarantine_path: str = ""  # default: <out>/quarantine.jsonl
@@ -69,9 +76,11 @@ class DataConfig:
             raise ConfigError(f"config key `data.max_length` must be >= 32, got {self.max_length}")
         if not 0 <= self.min_prompt_tokens < self.max_length:
             raise ConfigError("config key `data.min_prompt_tokens` must be in [0, data.max_length)")
-        for key in ("max_train_rows", "max_eval_rows", "max_test_rows"):
+        for key in ("max_train_rows", "max_validation_rows", "max_eval_rows", "max_test_rows"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"config key `data.{key}` must be >= 0")
+        if not 0.0 <= self.balance_power <= 1.0:
+            raise ConfigError(f"config key `data.balance_power` must be in [0, 1], got {self.balance_power}")
         if self.length_group_size < 1:
             raise ConfigError("config key `data.length_group_size` must be >= 1")
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -31,6 +32,14 @@ import numpy as np
 
 from fcrm_ray.train.checkpoint import (CKPT_META, DS_DIR, DS_TAG, HF_DIR, TORCH_STATE, checkpoint_problem,
                                        files_under, write_manifest)
+
+
+def say(message: str) -> None:
+    """One progress line on the worker's stdout. Not `print`: Ray Train patches `print` in its
+    workers to log AND (when stdout is wrapped, as Ray's workers' is) to print, so every line
+    reached the driver twice."""
+    sys.stdout.write(f"[fcrm train] {message}\n")
+    sys.stdout.flush()
 
 
 # --- small distributed helpers (no-ops on one process) -------------------------------------------
@@ -265,18 +274,18 @@ class _WorkerTrainer:
                             raise RuntimeError(f"checkpoint {ckpt.path} could not be loaded: {e}") from e
                         problem = f"unloadable ({type(e).__name__}: {str(e)[:200]})"
             if problem is not None:
-                print(f"[fcrm train] rank {self.rank}: skipping checkpoint {ckpt.path}: {problem}", flush=True)
+                say(f"rank {self.rank}: skipping checkpoint {ckpt.path}: {problem}")
                 skipped.append({"event": "checkpoint_skipped", "path": str(ckpt.path), "reason": problem,
                                 "time": time.time()})
                 continue
             self.step = int(meta["step"])
             self.history = list(meta.get("history", [])) + skipped
             self.history.append({"event": "resumed", "step": self.step, "time": time.time()})
-            print(f"[fcrm train] rank {self.rank} resumed from {ckpt.path} at step {self.step}", flush=True)
+            say(f"rank {self.rank} resumed from {ckpt.path} at step {self.step}")
             return True
         self.history = skipped
         if skipped:
-            print(f"[fcrm train] rank {self.rank}: no restorable checkpoint; starting from step 0", flush=True)
+            say(f"rank {self.rank}: no restorable checkpoint; starting from step 0")
             self.history.append({"event": "started_fresh", "step": 0, "time": time.time()})
         return False
 
@@ -429,8 +438,7 @@ class _WorkerTrainer:
         if why_not is not None and setting == "true":
             raise ValueError(f"train.share_prompt=true is not possible for {self.model_path}: {why_not}")
         if self.rank == 0:
-            print(f"[fcrm train] prompt-shared packing: {'on' if why_not is None else 'off (' + why_not + ')'}",
-                  flush=True)
+            say(f"prompt-shared packing: {'on' if why_not is None else 'off (' + why_not + ')'}")
         return why_not is None
 
     def _device(self):
@@ -526,7 +534,7 @@ class _WorkerTrainer:
                 # window as the last report loses that report. Wait until the last report is
                 # committed so the test resumes from it, as it would after a real crash.
                 self._wait_for_committed_checkpoints()
-                print(f"[fcrm train] fault_inject_step={self.step}: rank 0 exits (test hook)", flush=True)
+                say(f"fault_inject_step={self.step}: rank 0 exits (test hook)")
                 os._exit(1)  # test hook (train.fault_inject_step): simulate a worker crash
             if self.step % max(1, t.log_every) == 0 or self.step == self.total_steps:
                 dt = max(time.time() - t_window, 1e-9)
@@ -537,9 +545,9 @@ class _WorkerTrainer:
                 rec["train/tokens_per_s"] = tokens_window * self.world / dt
                 self._log(rec, wandb_run)
                 if self.rank == 0:
-                    print(f"[fcrm train] step {self.step}/{self.total_steps} loss {rec['train/loss']:.4f} "
+                    say(f"step {self.step}/{self.total_steps} loss {rec['train/loss']:.4f} "
                           f"acc {rec['train/accuracy']:.3f} {rec['train/pairs_per_s']:.1f} pairs/s "
-                          f"{rec['train/tokens_per_s']:.0f} tok/s", flush=True)
+                          f"{rec['train/tokens_per_s']:.0f} tok/s")
                 window.clear()
                 t_window, pairs_window, tokens_window = time.time(), 0, 0
             do_eval = t.eval_every and self.step % t.eval_every == 0 and self.step < self.total_steps
@@ -552,8 +560,8 @@ class _WorkerTrainer:
                     metrics.update(_flat("validation", ev))
                     self._log({"step": self.step, "time": time.time(), **_flat("validation", ev)}, wandb_run)
                     if self.rank == 0:
-                        print(f"[fcrm train] step {self.step} validation accuracy {ev.get('accuracy', float('nan')):.4f} "
-                              f"({ev.get('n', 0)} pairs)", flush=True)
+                        say(f"step {self.step} validation accuracy {ev.get('accuracy', float('nan')):.4f} "
+                              f"({ev.get('n', 0)} pairs)")
                     t_window += time.time() - t_eval  # throughput counts training time only
                 if do_ckpt:
                     self._save_and_report(metrics)
@@ -581,7 +589,7 @@ class _WorkerTrainer:
             ray.train.get_all_reported_checkpoints(
                 consistency_mode=ray.train.CheckpointConsistencyMode.COMMITTED, timeout_s=timeout_s)
         except Exception as e:  # older Ray / timeout: fall back to waiting out a few polls
-            print(f"[fcrm train] could not confirm committed checkpoints ({e}); waiting", flush=True)
+            say(f"could not confirm committed checkpoints ({e}); waiting")
             time.sleep(3 * float(os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", 2.0)))
 
     def _backward(self, loss, last_micro: bool) -> None:

@@ -26,7 +26,8 @@ Features and the flags that turn them on:
 | dropout off while training (as TRL/OpenRLHF) | `model.disable_dropout=true` (default)                 |
 | length-grouped micro-batches              | `data.length_group_size=N` (1 = plain shuffle)            |
 | truncation keeping the call (catalog cut) | `data.max_length`, `data.min_prompt_tokens`               |
-| periodic validation (overall, per error type) | `train.eval_every=N`, `data.max_eval_rows=N`          |
+| periodic validation (overall, per error type) | `train.eval_every=N`, `data.max_eval_rows=N`, `data.max_validation_rows=N` |
+| a balanced subset of the train pairs      | `data.max_train_rows`, `data.balance_by`, `data.balance_power`, `data.balance_within` |
 | training on several pair sets (bench + generate) | `data.train_path`, `data.extra_train_paths=[...]`       |
 | final held-out passes (test, test_obfuscated) | `data.test_split`, `data.extra_eval_splits`, `data.test_path`, `data.max_test_rows` |
 | checkpoints + resume after failures       | `ckpt.storage_path`, `ckpt.name`, `ckpt.every_steps`, `scaling.max_failures` |
@@ -62,24 +63,23 @@ from fcrm_ray.train.config import TrainConfig
 def read_split_rows(d, quarantine: Quarantine) -> dict[str, list[dict]]:
     """Pair rows per split name (train, validation, test, extra eval splits) from the configured
     pair sets; each file is read once, so a bad row is quarantined once. Caps take a
-    random-looking, stable subset (by pair id)."""
+    random-looking, stable subset (by pair id; the train cap balanced by `data.balance_by`)."""
     files: dict[str, list[dict]] = {}
 
-    def rows_of(paths, split: str, cap: int) -> list[dict]:
+    from fcrm_ray.train.data import balanced_subset
+
+    def rows_of(paths, split: str, cap: int, by=(), power: float = 1.0, within: str = "") -> list[dict]:
         out = []
         for path in paths:
             if path not in files:
                 files[path] = read_pairs(path, quarantine=quarantine)
             out += [r for r in files[path] if not split or r["split"] == split]
-        if cap and len(out) > cap:
-            from fcrm_ray.data.pairs import stable_hash
-
-            out = sorted(out, key=lambda r: stable_hash(r["id"]))[:cap]
-        return out
+        return balanced_subset(out, cap, by, power, within)
 
     test_path = d.test_path or d.train_path
-    rows = {"train": rows_of([d.train_path, *d.extra_train_paths], d.train_split, d.max_train_rows),
-            "validation": rows_of([d.validation_path or d.train_path], d.validation_split, 0),
+    rows = {"train": rows_of([d.train_path, *d.extra_train_paths], d.train_split, d.max_train_rows,
+                             d.balance_by, d.balance_power, d.balance_within),
+            "validation": rows_of([d.validation_path or d.train_path], d.validation_split, d.max_validation_rows),
             "test": rows_of([test_path], d.test_split, d.max_test_rows)}
     for split in d.extra_eval_splits:
         rows.setdefault(split, rows_of([test_path], split, d.max_test_rows))
