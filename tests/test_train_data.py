@@ -193,15 +193,12 @@ def test_balanced_subset_flattens_the_mix_of_strata_and_is_stable():
     assert balanced_subset(rows, 0, ["generator"], 0.0) == rows and balanced_subset(rows[:5], 10) == rows[:5]
 
 
-def test_balanced_subset_within_keeps_the_outer_mix():
-    # error type A: 600 rows of one common kind + 100 of a rare one; type B: 300 rows of one kind
-    rows = ([{"id": f"a1-{i}", "error_type": "A", "generator": "a1"} for i in range(600)]
-            + [{"id": f"a2-{i}", "error_type": "A", "generator": "a2"} for i in range(100)]
-            + [{"id": f"b-{i}", "error_type": "B", "generator": "b"} for i in range(300)])
-    picked = Counter(r["generator"] for r in balanced_subset(rows, 200, ["generator"], 0.0, within="error_type"))
-    assert picked == {"a1": 70, "a2": 70, "b": 60}  # A keeps 70% of the subset, split evenly by kind
+def test_balanced_subset_fills_from_the_other_strata_when_one_runs_out():
+    rows = ([{"id": f"a1-{i}", "generator": "a1"} for i in range(600)]
+            + [{"id": f"a2-{i}", "generator": "a2"} for i in range(100)]
+            + [{"id": f"b-{i}", "generator": "b"} for i in range(300)])
     flat = Counter(r["generator"] for r in balanced_subset(rows, 200, ["generator"], 0.0))
-    assert sorted(flat.values()) == [66, 67, 67]  # without `within`: three equal strata
+    assert sorted(flat.values()) == [66, 67, 67]  # three equal strata (largest remainders get one more)
     # a stratum smaller than its quota gives all it has; the others share the rest
     assert Counter(r["generator"] for r in balanced_subset(rows, 900, ["generator"], 0.0)) == {"a1": 500, "b": 300, "a2": 100}
 

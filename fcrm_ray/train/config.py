@@ -49,11 +49,9 @@ class DataConfig:
     min_prompt_tokens: int = 16  # a call longer than max_length - this -> quarantined as over-long
     max_train_rows: int = 0  # 0 = all (smoke runs: a few hundred; short runs: about max_steps x batch)
     # which rows a `max_train_rows` cap keeps (`train.data.balanced_subset`): strata by these
-    # columns get shares proportional to count ** balance_power (1 = the natural mix, 0 = equal),
-    # inside each value of `balance_within` (whose own mix stays natural; "" = over all rows)
+    # columns get shares proportional to count ** balance_power (1 = the natural mix, 0 = equal)
     balance_by: list[str] = field(default_factory=list)
     balance_power: float = 1.0
-    balance_within: str = ""
     max_validation_rows: int = 0  # cap on the validation split (a stable subset; the final pass scores all of it); 0 = all
     max_eval_rows: int = 0  # cap for the periodic validation pass (the first rows of the validation subset); 0 = all
     max_test_rows: int = 0  # cap per final held-out split (test, extra_eval_splits): a stable subset; 0 = all

@@ -119,17 +119,15 @@ def count_statuses(rows: Sequence[Mapping]) -> Counter:
 
 # --- which training rows ---------------------------------------------------------------------
 
-def balanced_subset(rows: Sequence[Mapping], cap: int, by: Sequence[str] = (), power: float = 1.0,
-                    within: str = "") -> list:
+def balanced_subset(rows: Sequence[Mapping], cap: int, by: Sequence[str] = (), power: float = 1.0) -> list:
     """A stable subset of at most `cap` rows (`cap` 0 = all) that flattens the mix of strata: a
-    stratum (the rows sharing the values of the `by` columns, e.g. generator) holding n rows gets
-    a quota proportional to n ** power. power 1 keeps the natural mix; power 0 gives every stratum
-    the same quota (a rare mutation kind is as present as a common one); 0.5 is in between. With
-    `within` (a column, e.g. error_type) the mix of that column's values stays natural and the
-    strata are flattened inside each value. A stratum smaller than its quota gives all its rows
-    and the rest is shared among the others (water-filling); inside a stratum the rows with the
-    smallest id hashes are taken, so reruns and resumed runs see the same rows. Returned in hash
-    order (the caller shuffles per epoch)."""
+    stratum (the rows sharing the values of the `by` columns, e.g. error_type and generator)
+    holding n rows gets a quota proportional to n ** power. power 1 keeps the natural mix; power 0
+    gives every stratum the same quota (a rare mutation kind is as present as a common one); 0.5
+    is in between. A stratum smaller than its quota gives all its rows and the rest is shared
+    among the others (water-filling); inside a stratum the rows with the smallest id hashes are
+    taken, so reruns and resumed runs see the same rows. Returned in hash order (the caller
+    shuffles per epoch)."""
     from fcrm_ray.data.pairs import stable_hash
 
     rows = list(rows)
@@ -137,12 +135,8 @@ def balanced_subset(rows: Sequence[Mapping], cap: int, by: Sequence[str] = (), p
         return rows
     strata: dict[tuple, list] = {}
     for r in sorted(rows, key=lambda r: stable_hash(r["id"])):
-        strata.setdefault((r.get(within) if within else None, tuple(r.get(c) for c in by)), []).append(r)
-    groups, mass = Counter(), Counter()
-    for (g, _), members in strata.items():
-        groups[g] += len(members)
-        mass[g] += len(members) ** power
-    share = {k: groups[k[0]] * len(m) ** power / mass[k[0]] for k, m in strata.items()}
+        strata.setdefault(tuple(r.get(c) for c in by), []).append(r)
+    share = {k: len(m) ** power for k, m in strata.items()}
     quota, left, active = {}, cap, set(strata)
     while active:  # water-filling: strata smaller than their share give everything they have
         total = sum(share[k] for k in active)

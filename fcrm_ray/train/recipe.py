@@ -27,7 +27,7 @@ Features and the flags that turn them on:
 | length-grouped micro-batches              | `data.length_group_size=N` (1 = plain shuffle)            |
 | truncation keeping the call (catalog cut) | `data.max_length`, `data.min_prompt_tokens`               |
 | periodic validation (overall, per error type) | `train.eval_every=N`, `data.max_eval_rows=N`, `data.max_validation_rows=N` |
-| a balanced subset of the train pairs      | `data.max_train_rows`, `data.balance_by`, `data.balance_power`, `data.balance_within` |
+| a balanced subset of the train pairs      | `data.max_train_rows`, `data.balance_by`, `data.balance_power` |
 | training on several pair sets (bench + generate) | `data.train_path`, `data.extra_train_paths=[...]`       |
 | final held-out passes (test, test_obfuscated) | `data.test_split`, `data.extra_eval_splits`, `data.test_path`, `data.max_test_rows` |
 | checkpoints + resume after failures       | `ckpt.storage_path`, `ckpt.name`, `ckpt.every_steps`, `scaling.max_failures` |
@@ -68,17 +68,17 @@ def read_split_rows(d, quarantine: Quarantine) -> dict[str, list[dict]]:
 
     from fcrm_ray.train.data import balanced_subset
 
-    def rows_of(paths, split: str, cap: int, by=(), power: float = 1.0, within: str = "") -> list[dict]:
+    def rows_of(paths, split: str, cap: int, by=(), power: float = 1.0) -> list[dict]:
         out = []
         for path in paths:
             if path not in files:
                 files[path] = read_pairs(path, quarantine=quarantine)
             out += [r for r in files[path] if not split or r["split"] == split]
-        return balanced_subset(out, cap, by, power, within)
+        return balanced_subset(out, cap, by, power)
 
     test_path = d.test_path or d.train_path
     rows = {"train": rows_of([d.train_path, *d.extra_train_paths], d.train_split, d.max_train_rows,
-                             d.balance_by, d.balance_power, d.balance_within),
+                             d.balance_by, d.balance_power),
             "validation": rows_of([d.validation_path or d.train_path], d.validation_split, d.max_validation_rows),
             "test": rows_of([test_path], d.test_split, d.max_test_rows)}
     for split in d.extra_eval_splits:
