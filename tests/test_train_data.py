@@ -208,3 +208,6 @@ def test_balance_power_out_of_range_names_the_key():
 
     with pytest.raises(ConfigError, match="data.balance_power"):
         load_config(DataConfig, None, ["train_path=.", "balance_power=2"]).validate()
+    with pytest.raises(ConfigError, match="data.balance_by.*generatr"):
+        load_config(DataConfig, None, ["train_path=.", "balance_by=[error_type,generatr]"]).validate()
+    load_config(DataConfig, None, ["train_path=.", "balance_by=[error_type,generator]"]).validate()

@@ -77,6 +77,11 @@ class DataConfig:
         for key in ("max_train_rows", "max_validation_rows", "max_eval_rows", "max_test_rows"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"config key `data.{key}` must be >= 0")
+        from fcrm_ray.data.pairs import PAIR_COLUMNS
+
+        unknown = [c for c in self.balance_by if c not in PAIR_COLUMNS]
+        if unknown:
+            raise ConfigError(f"config key `data.balance_by`: {unknown} are not pair columns {list(PAIR_COLUMNS)}")
         if not 0.0 <= self.balance_power <= 1.0:
             raise ConfigError(f"config key `data.balance_power` must be in [0, 1], got {self.balance_power}")
         if self.length_group_size < 1:
