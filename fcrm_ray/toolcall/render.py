@@ -257,25 +257,24 @@ class Grounding:
         text = " ".join(str(m.get("content") or "") for m in messages)
         self.text = " ".join(text.lower().split())
         self.numbers = set()
-        for m in self._NUM.finditer(text):
-            try:
-                x = float(m.group(0).rstrip("%").replace(",", ""))
-            except ValueError:
-                continue
+        for _, x, percent in self._parse_numbers(text):
             self.numbers.add(x)
-            if m.group(1):  # "6%" is also 0.06
+            if percent:  # "6%" is also 0.06
                 self.numbers.add(round(x / 100, 12))
         # (surface, value, is_percent) of the numbers in the user's messages, in order
-        self.user_numbers: list[tuple[str, float, bool]] = []
-        for msg in messages:
-            if str(msg.get("role", "user")) != "user":
+        self.user_numbers = [n for m in messages if str(m.get("role", "user")) == "user"
+                             for n in self._parse_numbers(str(m.get("content") or ""))]
+
+    @classmethod
+    def _parse_numbers(cls, text: str) -> list[tuple[str, float, bool]]:
+        """(surface, value, is_percent) of each number written in `text`."""
+        out = []
+        for m in cls._NUM.finditer(text):
+            try:
+                out.append((m.group(0), float(m.group(0).rstrip("%").replace(",", "")), bool(m.group(1))))
+            except ValueError:
                 continue
-            for m in self._NUM.finditer(str(msg.get("content") or "")):
-                try:
-                    self.user_numbers.append((m.group(0), float(m.group(0).rstrip("%").replace(",", "")),
-                                              bool(m.group(1))))
-                except ValueError:
-                    pass
+        return out
 
     def found(self, value: Any) -> bool | None:
         if isinstance(value, bool) or value is None:
@@ -304,11 +303,7 @@ class Grounding:
             if isinstance(v, (int, float)):
                 carried.add(abs(float(v)))
             elif isinstance(v, str):
-                for m in self._NUM.finditer(v):
-                    try:
-                        carried.add(abs(float(m.group(0).rstrip("%").replace(",", ""))))
-                    except ValueError:
-                        pass
+                carried.update(abs(x) for _, x, _ in self._parse_numbers(v))
             elif isinstance(v, Mapping):
                 for x in v.values():
                     walk(x)
