@@ -7,6 +7,12 @@ no custom code. For causal LMs transformers reads the score at the last token th
 `config.pad_token_id` always agrees with the tokenizer. Encoders (BERT/MiniLM) pool the `[CLS]`
 token instead.
 
+Saved configs carry what vLLM's pooling runner (`vllm serve CKPT --runner pooling --convert
+classify`) needs to return the raw Bradley-Terry score (`mark_reward_config`): one label,
+`problem_type: "regression"` (vLLM applies no activation then; otherwise a sigmoid for one label)
+and `pad_token_id`. `vllm_serving_problems` checks a folder; `vllm_classify_input` gives the token ids
+to send so that vLLM's score equals ours (docs/serving.md).
+
 `build_tiny_qwen3_rm` / `build_tiny_bert_rm` make random-init 2-layer models with tokenizers
 trained locally (no hub) for tests and CPU demos.
 """
@@ -96,12 +102,100 @@ def init_reward_model(backbone_path: str, dtype: str = "float32", trust_remote_c
         path, num_labels=1, dtype=_torch_dtype(dtype), trust_remote_code=trust_remote_code)
     if model.config.num_labels != 1:
         raise RewardModelError(f"{path}: could not set num_labels=1 (got {model.config.num_labels})")
-    # Single-label regression head: keep the saved config unambiguous for loaders.
-    model.config.problem_type = "regression"
-    model.config.id2label = {0: "reward"}
-    model.config.label2id = {"reward": 0}
     prepare_tokenizer(tokenizer, model)
+    mark_reward_config(model.config, tokenizer.pad_token_id)
     return model, tokenizer
+
+
+def mark_reward_config(config: Any, pad_token_id: int) -> Any:
+    """Set the config fields every saved reward model carries, for transformers and vLLM alike:
+    one label named "reward", `problem_type="regression"` (vLLM's classify pooler then applies no
+    activation and returns the raw score; with any other problem_type and one label it returns
+    sigmoid(score)) and `pad_token_id` (HF's causal SeqCls heads read the last non-pad token)."""
+    if pad_token_id is None:
+        raise RewardModelError("a reward model needs a pad_token_id (see prepare_tokenizer)")
+    config.id2label = {0: "reward"}
+    config.label2id = {"reward": 0}
+    config.problem_type = "regression"
+    config.pad_token_id = int(pad_token_id)
+    return config
+
+
+# Where each family of SeqCls heads keeps its weights in a `save_pretrained` folder, as vLLM loads
+# them: causal LMs get vLLM's `as_seq_cls_model` adapter, a bias-free linear `score` over the last
+# token; BERT-style encoders are vLLM's own `BertForSequenceClassification` (pooler + `classifier`).
+_VLLM_HEADS = ("score.weight", "classifier.weight")
+
+
+def _weight_names(path: Path) -> set[str]:
+    index = path / "model.safetensors.index.json"
+    if index.is_file():
+        return set(json.loads(index.read_text()).get("weight_map", {}))
+    single = path / "model.safetensors"
+    if single.is_file():
+        from safetensors import safe_open
+
+        with safe_open(str(single), framework="numpy") as f:
+            return set(f.keys())
+    return set()
+
+
+def vllm_serving_problems(path: str) -> list[str]:
+    """Why vLLM's pooling runner would not return this checkpoint's raw reward ([] when it would)."""
+    p = Path(resolve_model_path(str(path)))
+    try:
+        cfg = check_reward_model_dir(str(p))
+    except RewardModelError as e:
+        return [str(e)]
+    problems = []
+    if cfg.get("problem_type") != "regression":
+        problems.append(f"problem_type is {cfg.get('problem_type')!r}, not 'regression': vLLM applies a sigmoid "
+                        "to a one-label classifier and returns probabilities instead of reward scores")
+    if cfg.get("pad_token_id") is None:
+        problems.append("config has no pad_token_id")
+    names = _weight_names(p)
+    if not names:
+        problems.append("no model.safetensors (or index) to load the score head from")
+    elif not any(h in names for h in _VLLM_HEADS):
+        problems.append(f"no score head among the weights (expected one of {list(_VLLM_HEADS)})")
+    return problems
+
+
+def vllm_classify_input(tokenizer: Any, prompt: str, completion: str, max_length: int,
+                        min_prompt_tokens: int = 16) -> list[int] | None:
+    """The token ids to send to vLLM's `/classify` (`"input": ids`) so it scores exactly what
+    `RewardScorer` scores for this rendered (prompt, completion): the same ids as
+    `encode_for_reward` (special tokens, prompt cut from the left to `max_length`), without trailing
+    pad tokens. vLLM's classify pooler reads the LAST token while HF's causal heads read the last
+    token that is not `pad_token_id`; they differ only when the sequence ends in pad ids (a
+    tokenizer whose pad token is its EOS), and dropping those makes the two read the same position.
+    None if the scorer would not score the row either (completion too long for max_length)."""
+    ids, _ = encode_for_reward(tokenizer, prompt, completion, max_length, min_prompt_tokens=min_prompt_tokens)
+    if ids is None:
+        return None
+    pad = tokenizer.pad_token_id
+    while ids and ids[-1] == pad:
+        ids = ids[:-1]
+    return ids or None
+
+
+def keep_head_fp32(model) -> None:
+    """Under autocast, run the reward head (`score` / `classifier`) in fp32 on fp32 inputs, so
+    rewards keep fp32 resolution (bf16 rewards would tie close pairs). Patches the instance's
+    forward only: parameters and state-dict keys are unchanged."""
+    import torch
+
+    for name in ("score", "classifier"):
+        head = getattr(model, name, None)
+        if isinstance(head, torch.nn.Module):
+            inner = head.forward
+
+            def forward(x, *args, _inner=inner, **kwargs):
+                with torch.autocast(x.device.type, enabled=False):
+                    return _inner(x.float(), *args, **kwargs)
+
+            head.forward = forward
+            return
 
 
 def forward_rewards(model: Any, input_ids: Any, attention_mask: Any):

@@ -12,7 +12,8 @@ Stages (in this order; `stages:` picks a subset, e.g. to re-run evaluation only)
     pairwise   fcrm eval pairwise    the RM on the benchmark's test split
     bon        fcrm eval bon         Best-of-N on candidate pools built from BFCL (`--build-pools`)
     serve      fcrm serve            start the reward service, score one request over HTTP, stop it
-    filter     fcrm filter           filter a labelled sample corpus (`filter.sample_corpus`)
+    filter     fcrm filter           filter a labelled sample corpus (`filter.sample_corpus`) drawn
+                                     from the benchmark's held-out (test split) examples only
     report     (fcrm report)         one HTML/Markdown report over all of it, stage timings included
 
 Every stage runs as a child process (`python -m fcrm_ray.cli ...`) with its stdout/stderr teed
@@ -61,10 +62,18 @@ class ServeStageConfig(StageConfig):
 
 @dataclass
 class FilterStageConfig(StageConfig):
-    corpus_categories: list[str] = field(default_factory=lambda: ["live_simple", "live_multiple"])
+    """The labelled sample corpus the filter stage runs on is drawn from the benchmark's held-out
+    (test split) examples only (`sample_corpus.heldout_sample` with the bench stage's `splits`):
+    the RM was trained on the train split, so a corpus from it would flatter the filter."""
+
+    corpus_categories: list[str] = field(default_factory=list)  # empty = every category with test examples
     corpus_examples: int = 60  # BFCL examples -> 1 correct + `corpus_wrong_per_example` wrong rows each
     corpus_wrong_per_example: int = 2
     seed: int = 0
+
+    def validate(self) -> None:
+        if self.corpus_examples < 1 or self.corpus_wrong_per_example < 0:
+            raise ConfigError("config keys `filter.corpus_examples` >= 1, `filter.corpus_wrong_per_example` >= 0")
 
 
 @dataclass
@@ -261,6 +270,26 @@ def run_serve_check(cfg: PipelineConfig, lay: Layout, cmd: list[str], log: Path)
         fh.close()
 
 
+def bench_splits(cfg: PipelineConfig):
+    """The split definition of the pipeline's benchmark (bench stage config + its overrides)."""
+    from fcrm_ray.config import load_config
+    from fcrm_ray.data.bench import BenchConfig
+
+    return load_config(BenchConfig, cfg.bench.config or None, cfg.bench.overrides).splits
+
+
+def write_filter_corpus(cfg: PipelineConfig, lay: Layout) -> dict:
+    """The filter stage's labelled corpus, from held-out (test split) BFCL examples only."""
+    from fcrm_ray.filter.sample_corpus import heldout_sample, write_sample_corpus
+
+    f = cfg.filter
+    examples = heldout_sample(f.corpus_examples, bench_splits(cfg), f.corpus_categories, seed=f.seed)
+    counts = write_sample_corpus(lay.corpus, examples, seed=f.seed, wrong_per_example=f.corpus_wrong_per_example,
+                                 labels_path=lay.corpus_labels)
+    return {**counts, "examples": len(examples), "examples_asked": f.corpus_examples, "split": "test",
+            "categories": sorted({ex.category for ex in examples})}
+
+
 def _summaries(stage: str, lay: Layout) -> dict:
     """The headline numbers a stage left behind (for pipeline.json and the console)."""
     def load(p: Path) -> Any:
@@ -325,12 +354,7 @@ def run(cfg: PipelineConfig, echo: Callable[[str], None] = print) -> dict:
                 entry["result"] = build_report([lay.out], lay.report, title=cfg.title)
             else:
                 if stage == "filter":
-                    from fcrm_ray.filter.sample_corpus import bfcl_sample, write_sample_corpus
-
-                    f = cfg.filter
-                    entry["corpus"] = write_sample_corpus(
-                        lay.corpus, bfcl_sample(f.corpus_categories, f.corpus_examples), seed=f.seed,
-                        wrong_per_example=f.corpus_wrong_per_example, labels_path=lay.corpus_labels)
+                    entry["corpus"] = write_filter_corpus(cfg, lay)
                 timeout = getattr(getattr(cfg, stage, None), "timeout_s", 3600)
                 for cmd in commands[stage]:
                     rc = _stream(cmd, log, timeout, lambda line, s=stage: echo(f"  [{s}] {line}"))

@@ -37,7 +37,8 @@ import math
 from collections import Counter
 from typing import Any, Iterable, Mapping, Sequence
 
-from fcrm_ray.models import load_reward_model, special_wrap
+from fcrm_ray.hardware import resolve_autocast, set_torch_threads
+from fcrm_ray.models import keep_head_fp32, load_reward_model, special_wrap
 from fcrm_ray.toolcall.schema import SchemaError
 
 log = logging.getLogger(__name__)
@@ -67,13 +68,21 @@ class RewardScorer:
       pools its first token ([CLS]), so its rows are always padded on the right.
     min_prompt_tokens: a row whose completion leaves less room than this for the prompt is not
       scored (NaN, counted as `over_long`), the same rule the trainer uses to drop such pairs.
+    max_length None: the `data.max_length` the model was trained with (its `train_config.yaml`),
+      else 1024; an explicit value that differs from training is used, with a warning.
+    autocast: "auto" (bf16 autocast, reward head in fp32, only where the device runs bf16 natively;
+      `fcrm_ray/hardware.py`), "bf16" or "none" (the checkpoint's dtype). Stage configs default to
+      "auto"; the class defaults to "none" so direct callers get exact fp32 scores.
+    num_threads: torch intra-op threads (CPU); 0 = the CPUs Ray gave this actor, else all available.
     """
 
-    def __init__(self, model_path: str, batch_size: int = 16, max_length: int = 1024, device: str = "cpu",
+    def __init__(self, model_path: str, batch_size: int = 16, max_length: int | None = None, device: str = "cpu",
                  dtype: str = "float32", shared_prefix: bool | str = "auto", trust_remote_code: bool = False,
-                 padding_side: str = "right", min_prompt_tokens: int = 16, prefix_mode: str = "auto"):
+                 padding_side: str = "right", min_prompt_tokens: int = 16, prefix_mode: str = "auto",
+                 autocast: str = "none", num_threads: int = 0):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        max_length = resolve_max_length(model_path, max_length)
         if max_length < 2:
             raise ValueError(f"max_length must be >= 2, got {max_length}")
         if padding_side not in ("right", "left"):
@@ -85,8 +94,17 @@ class RewardScorer:
         self.dtype = dtype
         self.padding_side = padding_side
         self.min_prompt_tokens = int(min_prompt_tokens)
+        if device == "cpu":
+            self.num_threads = set_torch_threads(num_threads)
         self.model, self.tokenizer = load_reward_model(self.model_path, dtype=dtype, device=device,
                                                        trust_remote_code=trust_remote_code)
+        device_type = "cuda" if str(device).startswith("cuda") else "cpu"
+        self.autocast, self.autocast_reason = (("none", f"weights in {dtype}") if dtype != "float32" and autocast == "auto"
+                                               else resolve_autocast(autocast, device_type))
+        if self.autocast == "bf16":
+            keep_head_fp32(self.model)
+        log.info("scorer %s: max_length %d, %s (%s), %d torch threads", self.model_path, max_length,
+                 "bf16 autocast" if self.autocast == "bf16" else dtype, self.autocast_reason, __import__("torch").get_num_threads())
         limit = getattr(self.model.config, "max_position_embeddings", None)
         if isinstance(limit, int) and 0 < limit < self.max_length:
             # e.g. MiniLM's 512: longer inputs would index past the position table
@@ -101,6 +119,18 @@ class RewardScorer:
         self.stats: Counter = Counter()
         self.shared_prefix, self.prefix_mode = False, None  # until the probe says otherwise
         self.shared_prefix, self.prefix_mode = self._resolve_shared_prefix(shared_prefix, prefix_mode)
+
+    def _inference(self):
+        """No-grad forward context, under bf16 autocast when `autocast` resolved to bf16."""
+        import contextlib
+
+        import torch
+
+        stack = contextlib.ExitStack()
+        stack.enter_context(torch.inference_mode())
+        if self.autocast == "bf16":
+            stack.enter_context(torch.autocast(self.model.device.type, dtype=torch.bfloat16))
+        return stack
 
     # --- public API ---------------------------------------------------------------------------
 
@@ -190,8 +220,11 @@ class RewardScorer:
 
         out = [NAN] * len(seqs)
         order = sorted((i for i, s in enumerate(seqs) if s is not None), key=lambda i: len(seqs[i]))
+        bar = _progress(len(order), "scoring sequences")
         for start in range(0, len(order), self.batch_size):
             idx = order[start:start + self.batch_size]
+            if bar is not None:
+                bar.update(len(idx))
             ids, mask = self._pad([seqs[i] for i in idx], self.full_padding_side)
             kwargs = {}
             if self.full_padding_side == "left":  # positions count real tokens only
@@ -201,13 +234,15 @@ class RewardScorer:
             # (~1.7x faster on CPU than a masked one). HF still finds the last non-pad token from
             # input_ids, so the scores are unchanged.
             mask_free = self.shared_prefix and self.full_padding_side == "right"
-            with torch.inference_mode():
+            with self._inference():
                 logits = self.model(input_ids=ids, attention_mask=None if mask_free else mask, **kwargs).logits
             for i, s in zip(idx, logits.reshape(len(idx), -1)[:, 0].float().tolist()):
                 out[i] = s
             self.stats["full_sequences"] += len(idx)
             self.stats["tokens_run"] += int(mask.sum())
             self.stats["pad_tokens"] += int(mask.numel() - mask.sum())
+        if bar is not None:
+            bar.close()
         return out
 
     def _pad(self, rows: Sequence[list[int]], side: str | None = None):
@@ -309,7 +344,7 @@ class RewardScorer:
         base = getattr(self.model, self.model.base_model_prefix)
         run = self._run_packed if mode == "packed" else self._run_batched
         out = [NAN] * len(suffixes)
-        with torch.inference_mode():
+        with self._inference():
             pre = base(input_ids=torch.tensor([prefix], device=self.device), use_cache=True)
             # Per-layer (keys, values), each [1, kv_heads, P, head_dim]. Every batch gets a fresh
             # cache built from these, because a forward appends to (mutates) the cache it is given.
@@ -433,11 +468,54 @@ class RewardScorer:
             return f"{mode} probe failed ({type(e).__name__}: {e})"
         finally:
             self.stats.clear()
-        tol = _PROBE_TOL.get(self.dtype, 5e-2)
+        tol = _PROBE_TOL.get(self.dtype if self.autocast == "none" else "bfloat16", 5e-2)
         diff = max(abs(a - b) / max(1.0, abs(b)) for a, b in zip(fast, full))
         if not diff <= tol:  # also catches NaN
             return f"{mode} probe scores differ from full-sequence scores by {diff:.3g} (bidirectional attention?)"
         return None
+
+
+PROGRESS_MIN_ROWS = 512  # scoring calls with fewer sequences show no progress bar
+
+
+def _progress(total: int, desc: str):
+    """A tqdm bar (stderr; rate and ETA) for long scoring loops - eval and filter runs - so a slow
+    run is not taken for a hung one; None for short calls (a Serve batch, a unit test)."""
+    if total < PROGRESS_MIN_ROWS:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="seq", mininterval=5.0, dynamic_ncols=True)
+
+
+def trained_max_length(model_path: str) -> int | None:
+    """`data.max_length` from the model folder's `train_config.yaml` (written by `fcrm train`)."""
+    from pathlib import Path
+
+    from fcrm_ray.paths import resolve_model_path
+
+    f = Path(resolve_model_path(str(model_path))) / "train_config.yaml"
+    if not f.is_file():
+        return None
+    from omegaconf import OmegaConf
+
+    try:
+        value = OmegaConf.select(OmegaConf.load(f), "data.max_length")
+    except Exception as e:  # a damaged file must not stop scoring; say so
+        log.warning("could not read %s (%s); max_length not taken from training", f, e)
+        return None
+    return int(value) if isinstance(value, int) and value > 0 else None
+
+
+def resolve_max_length(model_path: str, requested: int | None) -> int:
+    """The scoring truncation: the training value unless `requested` says otherwise (warned)."""
+    trained = trained_max_length(model_path)
+    if requested is None:
+        return trained or 1024
+    if trained is not None and int(requested) != trained:
+        log.warning("max_length %d differs from the %d the model was trained with (%s/train_config.yaml); "
+                    "scores are on differently truncated inputs", int(requested), trained, model_path)
+    return int(requested)
 
 
 # --- pair rows --------------------------------------------------------------------------------

@@ -57,6 +57,45 @@ def test_toy_pool_known_answer():
     assert records[0]["rm_pick"][4] == 2 and records[0]["rm_pick"][8] == 5
 
 
+WRONG_VALUE_PY = "[get_weather(city='lyon')]"  # WRONG_VALUE's canonical call, another surface
+
+
+def test_weighted_vote_on_real_pool_majority_wrong_vote_right_unscorable_ranked_last():
+    # 3 surfaces of one wrong call (low rewards), 2 of the right call (high rewards), a broken text
+    # with the top reward, and an empty candidate the scorer cannot score (NaN).
+    cands = [WRONG_VALUE, RIGHT, WRONG_VALUE_PY, BROKEN, "", WRONG_VALUE, RIGHT_PY]
+    scorer = FixedScorer({WRONG_VALUE: -1.0, WRONG_VALUE_PY: -1.2, RIGHT: 0.5, RIGHT_PY: 0.4, BROKEN: 3.0,
+                          "": float("nan")})
+    pools = [B.normalize_pool(toy_pool(cands))]
+    rewards = B.score_pools(pools, scorer)
+    assert scorer.calls == 1
+    curve, records = B.evaluate_pools(pools, rewards, ns=[1, 2, 4, 7], n_boot=0)
+    rec = records[0]
+    # the empty candidate gets min(real) - 1 = -2.2 and is flagged
+    assert rec["unscorable"] == [False, False, False, False, True, False, False]
+    assert rec["rewards"][4] == pytest.approx(-2.2) and min(rec["rewards"]) == rec["rewards"][4]
+    assert rec["correct"] == [False, True, False, False, False, False, True]
+    # n=7: the RM picks the broken text; majority the wrong call (x3); sum-vote the right call
+    # (wrong: e^-1.5 + e^-1.7 + e^-1.5 = 0.63 < right: 1 + e^-0.1 = 1.90), max-vote too (0.5 is the best
+    # parseable reward; the broken text and the empty one form no group)
+    assert rec["rm_pick"][7] == 3 and rec["majority_pick"][7] == 0
+    assert rec["vote_sum_pick"][7] == 1 and rec["vote_max_pick"][7] == 1
+    acc7 = {s: curve[7][s]["accuracy"] for s in ("rm", "vote_sum", "vote_max", "first", "random", "majority", "oracle")}
+    assert acc7 == {"rm": 0.0, "vote_sum": 1.0, "vote_max": 1.0, "first": 0.0, "random": pytest.approx(2 / 7),
+                    "majority": 0.0, "oracle": 1.0}
+    # n=4 (WRONG_VALUE, RIGHT, WRONG_VALUE_PY, BROKEN): the votes group the two wrong surfaces
+    # (e^-1.5 + e^-1.7 = 0.41 < 1), majority counts them twice and is wrong
+    assert rec["vote_sum_pick"][4] == 1 and rec["majority_pick"][4] == 0 and rec["rm_pick"][4] == 3
+    assert curve[4]["worse_than_first"]["rm"]["count"] == 0  # the first sample was wrong anyway
+    b = {"model": "toy", "candidates": "pools.jsonl", "pools": 1, "quarantined": 0, "mean_pool_size": 7.0,
+         "fraction_correct": 2 / 7, "unscorable_candidates": 1, "curve": {str(n): v for n, v in curve.items()}}
+    md = B.bon_markdown(b)
+    for label in ("RM pick", "RM-weighted vote (sum)", "RM-weighted vote (max)", "first sample", "majority vote",
+                  "oracle", "1 candidates unscorable", "first sample is right"):
+        assert label in md, label
+    assert "| 7 | 1 | 0.000 [0.000, 0.000] | 1.000 [1.000, 1.000] |" in md
+
+
 def test_majority_uses_canonical_calls():
     # Two surfaces of the right call outvote one wrong call only if they share a canonical key.
     pools = [B.normalize_pool(toy_pool([WRONG_NAME, RIGHT, RIGHT_PY]))]
@@ -116,8 +155,14 @@ def test_bon_command_end_to_end(tmp_path):
     b = json.loads((out / "bon.json").read_text())
     assert b["pools"] == 4 and b["ns"] == [1, 2, 4]
     for n, row in b["curve"].items():
-        for sel in ("rm", "first", "random", "majority"):
+        for sel in ("rm", "vote_sum", "vote_max", "first", "random", "majority"):
             assert row[sel]["accuracy"] <= row["oracle"]["accuracy"] + 1e-9
+            assert row[sel]["ci95"][0] <= row[sel]["accuracy"] <= row[sel]["ci95"][1]
+        assert set(row["worse_than_first"]) == {"rm", "vote_sum", "vote_max"}
+    assert b["unscorable_candidates"] == 0
+    scored = [json.loads(l) for l in (out / "pools_scored.jsonl").read_text().splitlines()]
+    assert all(len(r["unscorable"]) == len(r["rewards"]) == 4 and "vote_sum_pick" in r for r in scored)
+    assert "weighted vote (sum)" in (out / "bon.md").read_text()
     assert b["curve"]["1"]["rm"]["accuracy"] == b["curve"]["1"]["first"]["accuracy"]
 
 

@@ -111,3 +111,102 @@ def test_bon_curve_skips_small_pools_at_large_n():
     curve = M.bon_curve([big, small], ns=(1, 2), n_boot=10)
     assert curve[1]["pools"] == 2 and curve[2]["pools"] == 1
     assert curve[2]["rm"]["accuracy"] == 1.0
+
+
+# --- unscorable candidates and reward-weighted voting -------------------------------------------
+
+NAN = float("nan")
+
+
+def test_fill_unscorable_rewards_ranks_them_below_every_scorable_one():
+    r, flags = M.fill_unscorable_rewards([0.5, NAN, -1.0, None, float("inf")])
+    assert r == [0.5, -2.0, -1.0, -2.0, -2.0] and flags == [False, True, False, True, True]
+    assert M.fill_unscorable_rewards([3.0, NAN], margin=0.5) == ([3.0, 2.5], [False, True])
+    assert M.fill_unscorable_rewards([NAN, None]) == ([0.0, 0.0], [True, True])  # nothing to rank against
+    assert M.fill_unscorable_rewards([]) == ([], [])
+    # an unscorable candidate never wins while a scorable one is there, and ties only its peers
+    filled, _ = M.fill_unscorable_rewards([NAN, -7.0, NAN])
+    assert M.bon_select(filled, 3) == 1 and M.bon_select(filled, 1) == 0
+
+
+def test_weighted_vote_beats_majority_where_the_crowd_is_wrong():
+    keys, scores = ["w", "w", "w", "r", "r"], [-1.0, -1.0, -1.0, 2.0, 1.5]
+    assert M.majority_select(keys, 5) == 0  # 'w' x3
+    # sum: w = 3 e^-3 = 0.149 < r = 1 + e^-0.5 = 1.607; the pick is r's best member
+    assert M.weighted_vote_select(scores, keys, 5, "sum") == 3
+    assert M.weighted_vote_select(scores, keys, 5, "max") == 3
+
+
+def test_weighted_vote_sum_vs_max_and_rm():
+    keys, scores = ["r", "r", "r", "x"], [1.0, 0.9, 0.8, 1.2]
+    assert M.bon_select(scores, 4) == 3  # one high outlier fools the plain RM pick
+    assert M.weighted_vote_select(scores, keys, 4, "sum") == 0  # r: e^-.2+e^-.3+e^-.4 = 2.23 > x: 1
+    assert M.weighted_vote_select(scores, keys, 4, "max") == 3  # max follows the outlier
+
+
+def test_weighted_vote_sum_is_shift_invariant_and_not_fooled_by_negative_rewards():
+    keys = ["a", "a", "b"]
+    # a plain sum of rewards would pick b (-3 > -4): negative rewards would punish agreement
+    assert M.weighted_vote_select([-2.0, -2.0, -3.0], keys, 3, "sum") == 0
+    for shift in (-100.0, 0.0, 100.0):
+        assert M.weighted_vote_select([x + shift for x in (-2.0, -2.0, -3.0)], keys, 3, "sum") == 0
+        assert M.weighted_vote_select([shift, shift - 0.1, shift + 2.5], keys, 3, "sum") == 2  # 1 > e^-2.5 + e^-2.6
+
+
+def test_weighted_vote_with_equal_rewards_is_majority_vote():
+    for keys in (["a", "b", "b", "c"], ["a", "b", "b", "a"], ["a", "b", "c"], ["x", "y", "y", "z", "z", "z"]):
+        for n in range(1, len(keys) + 1):
+            assert M.weighted_vote_select([0.3] * len(keys), keys, n, "sum") == M.majority_select(keys, n)
+            assert M.weighted_vote_select([0.3] * len(keys), keys, n, "max") == 0  # max: all tie -> first group
+
+
+def test_weighted_vote_unparseable_candidates_form_no_group():
+    u = M.UNPARSEABLE_KEY_PREFIX
+    keys = [u + "garbage", u + "garbage", "a"]
+    assert M.weighted_vote_select([5.0, 5.0, 0.0], keys, 3, "sum") == 2
+    assert M.weighted_vote_select([5.0, 5.0, 0.0], keys, 3, "max") == 2
+    # none of the first n parses: the RM pick
+    assert M.weighted_vote_select([1.0, 5.0, 0.0], keys, 2, "sum") == 1
+    with pytest.raises(ValueError, match="finite"):
+        M.weighted_vote_select([NAN, 1.0], ["a", "b"], 2)
+    with pytest.raises(ValueError, match="agg"):
+        M.weighted_vote_select([1.0], ["a"], 1, "mean")
+
+
+def test_unparseable_prefix_matches_canonical_key():
+    from fcrm_ray.toolcall.verify import canonical_key
+
+    assert canonical_key('[{"name": "f", "arguments": {"x": ').startswith(M.UNPARSEABLE_KEY_PREFIX)
+    assert not canonical_key('[{"name": "f", "arguments": {"x": 1}}]').startswith(M.UNPARSEABLE_KEY_PREFIX)
+
+
+def test_bon_curve_every_selector_known_answer():
+    u = M.UNPARSEABLE_KEY_PREFIX + "junk"
+    # A: majority wrong (w x3), the RM and both votes right
+    a = {"scores": [-1.0, -1.0, 2.0, -1.0], "correct": [False, False, True, False], "keys": ["w", "w", "r", "w"]}
+    # B: first sample right; a high-reward outlier fools the RM pick and vote_max at n=4, not vote_sum
+    b = {"scores": [1.0, 0.9, 0.8, 1.2], "correct": [True, True, True, False], "keys": ["r", "r", "r", "x"]}
+    # C: an unparseable + unscorable first sample, an unscorable right answer (filled to 0.1 - 1 = -0.9)
+    c = {"scores": [NAN, 0.1, 0.3, NAN], "correct": [False, True, False, True], "keys": [u, "c", "d", "c"]}
+    curve = M.bon_curve([a, b, c], ns=(1, 2, 4), n_boot=0)
+    acc = {n: {s: curve[n][s]["accuracy"] for s in M.SELECTORS} for n in curve}
+    third = pytest.approx(1 / 3)
+    assert acc[1] == {"rm": third, "vote_sum": third, "vote_max": third, "first": third, "random": third,
+                      "majority": third, "oracle": third}
+    assert acc[2] == {"rm": pytest.approx(2 / 3), "vote_sum": pytest.approx(2 / 3), "vote_max": pytest.approx(2 / 3),
+                      "first": third, "random": 0.5, "majority": third, "oracle": pytest.approx(2 / 3)}
+    assert acc[4] == {"rm": third, "vote_sum": 1.0, "vote_max": third, "first": third, "random": 0.5,
+                      "majority": pytest.approx(2 / 3), "oracle": 1.0}
+    w4 = curve[4]["worse_than_first"]
+    assert (w4["rm"]["count"], w4["vote_sum"]["count"], w4["vote_max"]["count"]) == (1, 0, 1)
+    assert w4["rm"]["fraction"] == third and w4["vote_sum"]["fraction"] == 0.0
+    assert all(w["count"] == 0 for w in curve[2]["worse_than_first"].values())
+    # CIs: n_boot=0 gives the point; with resamples they hold it, and a constant outcome has width 0
+    assert curve[4]["vote_sum"]["ci95"] == [1.0, 1.0]
+    boot = M.bon_curve([a, b, c] * 5, ns=(4,), n_boot=200, seed=3)[4]
+    for s in M.SELECTORS:
+        lo, hi = boot[s]["ci95"]
+        assert lo <= boot[s]["accuracy"] <= hi
+    assert boot["rm"]["ci95"][0] < boot["rm"]["ci95"][1]
+    lo, hi = boot["worse_than_first"]["rm"]["ci95"]
+    assert lo <= 1 / 3 <= hi

@@ -58,7 +58,7 @@ def test_config_files_load_and_name_generators():
 
 @pytest.mark.parametrize("override, key", [
     ("output.shard_size=0", "output.shard_size"),
-    ("split.strategy=bogus", "split.strategy"),
+    ("splits.mode=bogus", "splits.mode"),
     ("obfuscation.fraction=2", "obfuscation.fraction"),
 ])
 def test_bad_config_names_key(override, key):

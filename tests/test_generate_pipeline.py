@@ -19,10 +19,10 @@ import pytest
 from fcrm_ray.config import ConfigError, load_config
 from fcrm_ray.data.pairs import PAIR_COLUMNS, read_pairs
 from fcrm_ray.data.quarantine import Quarantine
+from fcrm_ray.data.splits import SplitConfig
 from fcrm_ray.generate import pipeline as P
 from fcrm_ray.generate.config import (ChosenConfig, DedupConfig, GenerateConfig, GeneratorConfig, MutationConfig,
-                                      ObfuscationConfig, OutputConfig, RayConfig, SamplingConfig, SourceConfig,
-                                      SplitConfig)
+                                      ObfuscationConfig, OutputConfig, RayConfig, SamplingConfig, SourceConfig)
 
 REPO = Path(__file__).resolve().parents[1]
 CATS = ["simple_python", "multiple", "live_simple", "live_multiple"]
@@ -56,7 +56,7 @@ def small_cfg(out_dir, model, limit=12, shard_size=3, hf_tokens=8, hf=True, obf=
                                     sampling=SamplingConfig(n=2, temperature=1.0, max_new_tokens=hf_tokens)))
     return GenerateConfig(
         sources=[SourceConfig(kind="bfcl", categories=[c], limit=limit // len(CATS)) for c in CATS],
-        split=SplitConfig(strategy="out_of_domain"),
+        splits=SplitConfig(mode="by_category"),
         obfuscation=ObfuscationConfig(fraction=obf, seed=0),
         generators=gens, chosen=ChosenConfig(variants=1),
         dedup=DedupConfig(max_per_example=10, max_per_error_type=2),
@@ -106,7 +106,7 @@ def test_plan_shards_quarantines_and_splits_per_example(tmp_path):
     bad.write_text("\n".join(lines) + "\n")
     cfg = small_cfg(tmp_path / "out", "m", limit=4, shard_size=2)  # 1 example per BFCL category
     cfg.sources.append(SourceConfig(kind="file", path=str(bad), name="mine"))
-    cfg.split = SplitConfig(strategy="fixed", fixed="train")
+    cfg.splits = SplitConfig(test_categories=[], validation_fraction=0.0)  # every example in train
     layout = P.RunLayout(cfg.output.dir)
     plan, reused = P.load_or_plan(cfg, layout)
     assert not reused
@@ -261,5 +261,5 @@ def test_cli_runs_on_bfcl_subset_and_counts_quarantine(ray_local, tmp_path, caps
 def _cli_cfg(tmp_path, src) -> GenerateConfig:
     cfg = small_cfg(tmp_path / "out", "m", limit=12, shard_size=4, hf=False)
     cfg.sources = cfg.sources[:2] + [SourceConfig(kind="file", path=str(src), name="custom")]
-    cfg.split = SplitConfig(strategy="fixed", fixed="train")
+    cfg.splits = SplitConfig(test_categories=[], validation_fraction=0.0)  # every example in train
     return cfg

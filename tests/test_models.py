@@ -112,3 +112,127 @@ def test_encode_short_input_is_untouched_and_overlong_call_is_refused(bert_dir):
     assert not truncated and ids == tok("weather f(a=1)")["input_ids"]
     long_call = " f(" + ", ".join(f"a{i}={i}" for i in range(100)) + ")"
     assert encode_for_reward(tok, "weather in paris", long_call, max_length=64) == (None, False)
+
+
+# --- vLLM raw-score serving (the vLLM server itself is a GPU path: docs/serving.md) -------------
+
+def test_saved_reward_models_carry_the_vllm_fields(qwen_dir, bert_dir, tmp_path):
+    from fcrm_ray.models import vllm_serving_problems
+
+    import shutil
+
+    for name, src in (("qwen", qwen_dir), ("bert", bert_dir)):
+        # a source whose config says otherwise (a classifier fine-tuned elsewhere) gets the fields too
+        shutil.copytree(src, tmp_path / f"{name}-src")
+        cfg = json.loads((tmp_path / f"{name}-src" / "config.json").read_text())
+        cfg["problem_type"] = "multi_label_classification"
+        (tmp_path / f"{name}-src" / "config.json").write_text(json.dumps(cfg))
+        model, tok = init_reward_model(str(tmp_path / f"{name}-src"))
+        model.save_pretrained(tmp_path / name)
+        tok.save_pretrained(tmp_path / name)
+        cfg = json.loads((tmp_path / name / "config.json").read_text())
+        assert cfg["problem_type"] == "regression"
+        assert cfg["id2label"] == {"0": "reward"}
+        assert cfg["pad_token_id"] == tok.pad_token_id is not None
+        assert cfg["architectures"][0].endswith("ForSequenceClassification")
+        assert vllm_serving_problems(str(tmp_path / name)) == []
+    # the head names vLLM loads: `score` for causal LMs, BERT's own `classifier`
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "qwen" / "model.safetensors"), framework="numpy") as f:
+        assert "score.weight" in set(f.keys()) and "score.bias" not in set(f.keys())
+    with safe_open(str(tmp_path / "bert" / "model.safetensors"), framework="numpy") as f:
+        assert {"classifier.weight", "bert.pooler.dense.weight"} <= set(f.keys())
+
+
+def test_mark_reward_config_overrides_a_classification_config():
+    from transformers import Qwen3Config
+
+    from fcrm_ray.models import mark_reward_config
+
+    cfg = Qwen3Config(num_labels=1)
+    cfg.problem_type = "multi_label_classification"  # vLLM would apply a sigmoid
+    mark_reward_config(cfg, 7)
+    assert (cfg.problem_type, cfg.num_labels, cfg.pad_token_id, cfg.id2label) == ("regression", 1, 7, {0: "reward"})
+    with pytest.raises(RewardModelError, match="pad_token_id"):
+        mark_reward_config(cfg, None)
+
+
+def test_vllm_serving_problems_names_what_is_missing(qwen_dir, tmp_path):
+    import shutil
+
+    from fcrm_ray.models import vllm_serving_problems
+
+    bad = tmp_path / "bad"
+    shutil.copytree(qwen_dir, bad)
+    cfg = json.loads((bad / "config.json").read_text())
+    cfg.pop("problem_type")
+    cfg.pop("pad_token_id")
+    (bad / "config.json").write_text(json.dumps(cfg))
+    problems = vllm_serving_problems(str(bad))
+    assert any("sigmoid" in p for p in problems) and any("pad_token_id" in p for p in problems)
+    (bad / "model.safetensors").unlink()
+    assert any("safetensors" in p for p in vllm_serving_problems(str(bad)))
+    assert "not a model folder" in vllm_serving_problems(str(tmp_path))[0]
+
+
+def _vllm_classify(model, ids):
+    """What vLLM's pooling runner computes for one `/classify` input with problem_type=regression:
+    the head over the LAST token's hidden state (causal LMs: `as_seq_cls_model`'s `score`) or over
+    [CLS] (BERT), and no activation (`get_classification_activation_function` -> identity)."""
+    x = torch.tensor([ids])
+    with torch.inference_mode():
+        if hasattr(model, "score"):
+            return float(model.score(model.model(input_ids=x).last_hidden_state[0, -1]))
+        return float(model(input_ids=x).logits[0, 0])  # BERT: vLLM runs the same pooler + classifier
+
+
+TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Weather of a city.",
+          "parameters": {"type": "object", "properties": {"city": {"type": "string"},
+                                                          "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}},
+                         "required": ["city"]}}}]
+MESSAGES = [{"role": "user", "content": "What is the weather in Paris in celsius?"}]
+CANDIDATES = ['[{"name": "get_weather", "arguments": {"city": "Paris", "unit": "celsius"}}]',
+              '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Lyon"}}\n</tool_call>',
+              "I cannot help with that."]
+
+
+@pytest.mark.parametrize("which", ["qwen", "bert"])
+def test_vllm_input_scores_like_fcrm_serve(which, qwen_dir, bert_dir):
+    """The ids (and text) docs/serving.md sends to vLLM are what RewardScorer feeds the model, and
+    vLLM's computation on them gives RewardScorer's number (`fcrm serve` scores with RewardScorer)."""
+    from fcrm_ray.models import vllm_classify_input
+    from fcrm_ray.scoring import RewardScorer
+    from fcrm_ray.toolcall.render import render
+
+    scorer = RewardScorer(str(qwen_dir if which == "qwen" else bert_dir), max_length=384)
+    want = scorer.score_candidates(TOOLS, MESSAGES, CANDIDATES)
+    for cand, w in zip(CANDIDATES, want):
+        r = render(scorer.tokenizer, TOOLS, MESSAGES, cand)
+        ids = vllm_classify_input(scorer.tokenizer, r.prompt, r.completion, max_length=scorer.max_length)
+        pre, post = special_wrap(scorer.tokenizer)
+        p_ids = scorer.tokenizer(r.prompt, add_special_tokens=False)["input_ids"]
+        c_ids = scorer.tokenizer(r.completion, add_special_tokens=False)["input_ids"]
+        assert ids == pre + p_ids + c_ids + post  # RewardScorer._join's sequence, nothing cut here
+        # the rendered text, tokenized as vLLM tokenizes a string input, is the same sequence
+        assert scorer.tokenizer(r.prompt + r.completion, add_special_tokens=True)["input_ids"] == ids
+        assert _vllm_classify(scorer.model, ids) == pytest.approx(w, abs=1e-4)
+
+
+def test_vllm_input_drops_trailing_pads_when_pad_is_eos(qwen_dir, tmp_path):
+    """A tokenizer without its own pad token pads with EOS, the token the render ends with: HF
+    reads the reward before it, vLLM at the last token; the ids we send end where HF reads."""
+    from fcrm_ray.models import vllm_classify_input
+    from fcrm_ray.toolcall.render import render
+
+    model, tok = load_reward_model(str(qwen_dir))
+    tok.pad_token = tok.eos_token
+    model.config.pad_token_id = tok.pad_token_id
+    r = render(tok, TOOLS, MESSAGES, CANDIDATES[0])
+    ids = vllm_classify_input(tok, r.prompt, r.completion, max_length=384)
+    full, _ = encode_for_reward(tok, r.prompt, r.completion, 384, min_prompt_tokens=16)
+    assert full[-1] == tok.eos_token_id and ids == full[:-1]
+    with torch.inference_mode():
+        hf = forward_rewards(model, torch.tensor([full]), torch.ones(1, len(full), dtype=torch.long))
+    assert _vllm_classify(model, ids) == pytest.approx(float(hf[0]), abs=1e-4)
+    assert _vllm_classify(model, full) != pytest.approx(float(hf[0]), abs=1e-4)  # the mismatch it avoids

@@ -45,6 +45,12 @@ FG = [ToolCall("f", {"a": 1, "b": "x"}), ToolCall("g", {})]
         ('[TOOL_CALLS][{"name": "f", "arguments": {"a": 1}}]', [F1], "mistral:json"),
         ('[TOOL_CALLS]f[ARGS]{"a": 1, "b": "x"}[TOOL_CALLS]g[ARGS]{}', FG, "mistral:json"),
         ('"[{\\"name\\": \\"f\\", \\"arguments\\": {\\"a\\": 1}}]"', [F1], "json"),  # double-encoded
+        # Llama 3.x parallel calls: JSON objects separated by `;` or newlines
+        ('{"name": "f", "parameters": {"a": 1, "b": "x"}}; {"name": "g", "parameters": {}}', FG, "json"),
+        ('{"name": "f", "parameters": {"a": 1, "b": "x"}}\n{"name": "g", "parameters": {}}', FG, "json"),
+        ('<|python_tag|>{"name": "f", "parameters": {"a": 1, "b": "x"}}; {"name": "g", "parameters": {}}<|eom_id|>',
+         FG, "python_tag:json"),
+        ('[TOOL_CALLS] [{"name": "f", "arguments": {"a": 1}, "id": "abc123xyz"}]', [F1], "mistral:json"),  # v0.3 ids
     ],
 )
 def test_accepted_surfaces(text, expected, fmt):
@@ -111,6 +117,9 @@ def test_structured_inputs():
         ("```json\n[{\"name\": \"f\"}]", "unterminated"),
         ("<think>still thinking", "unfinished reasoning"),
         ('{"tool_calls": []}', "no tool_calls"),
+        ('{"name": "f"} and then prose', "Extra data"),  # one object + text is not a call sequence
+        ('{"name": "f"}; [1]', "Extra data"),
+        ('{"name": "f"}; {"a": 1, "b": 2}', "not a call"),
     ],
 )
 def test_rejected_outputs(text, reason):

@@ -106,8 +106,17 @@ def test_arguments_follow_schema_order_then_name(bert_tok):
 
 def test_unparseable_output_is_rendered_raw(bert_tok, qwen_tok):
     raw = "Sorry, I cannot   help with that."
-    assert render(bert_tok, TOOLS, CONV, raw).completion == " Sorry, I cannot help with that."
+    assert render(bert_tok, TOOLS, CONV, raw).completion == " (not a parsable call) Sorry, I cannot help with that."
     assert raw in render(qwen_tok, TOOLS, CONV, raw).completion
+
+
+def test_long_unparseable_output_is_cut_in_the_plain_form(bert_tok):
+    from fcrm_ray.toolcall.render import UNPARSED_CHARS
+
+    raw = "I would call the tool like this, " + "and then explain why " * 200
+    completion = render(bert_tok, TOOLS, CONV, raw).completion
+    assert completion.startswith(" (not a parsable call) I would call the tool")
+    assert completion.endswith(" ...") and len(completion) < UNPARSED_CHARS + 40
 
 
 def test_prompt_does_not_depend_on_the_candidate(bert_tok, qwen_tok):

@@ -80,8 +80,12 @@ def _fake_models(calls: list):
         calls.append(list(zip(prompts, completions)))
         return [None if c == "UNSCORABLE" else float(len(c)) for c in completions]
 
+    async def info():
+        return {"details": {"reward_lower_bound": 50.0}}
+
     return {"fcrm-rm": SimpleNamespace(score_group=SimpleNamespace(remote=score_group),
-                                       score_texts=SimpleNamespace(remote=score_texts))}
+                                       score_texts=SimpleNamespace(remote=score_texts),
+                                       info=SimpleNamespace(remote=info))}
 
 
 def _call(handler, body, cfg=None, calls=None):
@@ -137,22 +141,40 @@ def test_rewards_rejects_bad_requests_naming_the_field(body, status, field):
     assert calls == []  # nothing reached a model
 
 
-def test_get_reward_openrlhf_protocol():
+def test_get_reward_openrlhf_protocol_unparsed_raw_text_rule():
+    """Queries without a tool catalog under reward.unparsed=raw_text: today's text scoring (split
+    at the prompt), flagged no_catalog; an unscorable one gets the unscorable reward."""
     prompts = ["<user>q1</user>", "<user>q2</user>"]
     queries = [prompts[0] + "answer one", prompts[1] + "UNSCORABLE"]
     calls: list = []
-    status, out = _call(serve_app.handle_get_reward, {"query": queries, "prompts": prompts, "labels": ["x", "y"]},
-                        calls=calls)
+    status, out = _call(serve_app.handle_get_reward, {"query": queries, "prompts": prompts,
+                                                      "labels": ['[{"f": {"a": [1]}}]', '[{"f": {"a": [1]}}]']},
+                        cfg=_cfg("reward.unparsed=raw_text"), calls=calls)
     assert status == 200
     GetRewardResponse.model_validate(out)
-    assert set(out) == {"rewards", "scores", "extra_logs"}
-    assert out["rewards"] == [float(len("answer one")), 0.0]
-    assert all(0.0 < s <= 1.0 for s in out["scores"])
-    assert out["extra_logs"]["unscorable"] == [0.0, 1.0]
+    assert set(out) == {"rewards", "scores", "extra_logs", "error_types"}
+    # unscorable: below the head's bound (fake: 50) by the margin, and below the scorable reward
+    assert out["rewards"] == [float(len("answer one")), -51.0]
+    assert all(0.0 <= s <= 1.0 for s in out["scores"])
+    logs = out["extra_logs"]
+    assert logs["unscorable"] == [0.0, 1.0] and logs["error"] == [0.0, 0.0] and logs["no_catalog"] == [1.0, 1.0]
+    # the labels are references: the verifier's verdicts (plain text is no call: a format error)
+    assert logs["verifier_correct"] == [0.0, 0.0]
+    assert logs["verifier_error/incorrect_output_format"] == [1.0, 1.0]
+    assert out["error_types"] == ["incorrect_output_format"] * 2
+    assert all(isinstance(v, list) and all(isinstance(x, float) for x in v) for v in logs.values())
     assert calls == [[(prompts[0], "answer one"), (prompts[1], "UNSCORABLE")]]  # split at the prompt
     # without prompts the whole query is the completion
-    status, out = _call(serve_app.handle_get_reward, {"query": ["abc"]})
+    status, out = _call(serve_app.handle_get_reward, {"query": ["abc"]}, cfg=_cfg("reward.unparsed=raw_text"))
     assert status == 200 and out["rewards"] == [3.0]
+
+
+def test_get_reward_unparsed_penalty_rule_is_the_default():
+    calls: list = []
+    status, out = _call(serve_app.handle_get_reward, {"query": ["<user>q</user>answer"], "prompts": ["<user>q</user>"]},
+                        calls=calls)
+    assert status == 200 and out["rewards"] == [-51.0] and calls == []  # no model call at all
+    assert out["extra_logs"]["no_catalog"] == [1.0] and out["extra_logs"]["unscorable"] == [1.0]
 
 
 @pytest.mark.parametrize("body, field", [
@@ -224,13 +246,13 @@ def test_dead_model_replica_is_a_503_with_retry_after_other_errors_stay_500():
     dead, buggy = _dying_models()
     body = json.dumps({"tools": TOOLS, "messages": MESSAGES, "candidates": [GOOD]}).encode()
     for handler, b in ((serve_app.handle_rewards, body), (serve_app.handle_get_reward, b'{"query": ["q"]}')):
-        out = asyncio.run(handler(_cfg(), dead, b))
+        out = asyncio.run(handler(_cfg("limits.model_retry_backoff_s=0", "reward.unparsed=raw_text"), dead, b))
         assert out.status_code == 503 and out.headers["retry-after"] == "1"
         assert "ActorDiedError" in json.loads(out.body)["detail"]
         from ray.exceptions import RayTaskError
 
         with pytest.raises(RayTaskError):  # a failure inside the replica is not disguised as "retry"
-            asyncio.run(handler(_cfg(), buggy, b))
+            asyncio.run(handler(_cfg("limits.model_retry_backoff_s=0", "reward.unparsed=raw_text"), buggy, b))
 
 
 def test_client_sends_bearer_token():
@@ -334,6 +356,68 @@ def test_served_concurrent_requests_batch(served):
     with ThreadPoolExecutor(8) as ex:
         got = list(ex.map(lambda _: rc.rewards(TOOLS, MESSAGES, [BAD])["rewards"][0], range(16)))
     assert got == pytest.approx([alone] * 16, abs=1e-4)
+
+
+@pytest.mark.slow
+def test_served_poisoned_request_among_good_clients(served):
+    """Issue 16.2 live: one malformed request among 8 concurrent good clients for 5 rounds gets
+    its 422; all 40 good requests get their 200 and the reward they get alone. The same poison sent
+    straight to the model deployment (past the ingress's validation) fails alone inside a batch."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ray import serve
+
+    url, token, cfg = served
+    auth = {"Authorization": f"Bearer {token}"}
+    rc = RewardClient(url, token=token, retries=0, timeout=60)
+    alone = rc.rewards(TOOLS, MESSAGES, [GOOD, BAD])["rewards"]
+    poison = {"tools": TOOLS, "messages": [{"role": "user", "content": "x", "tool_calls": [{"function": "x"}]}],
+              "candidates": [GOOD]}
+
+    def good(_):
+        try:
+            return rc.rewards(TOOLS, MESSAGES, [GOOD, BAD])["rewards"]
+        except RewardServiceError as e:
+            return e.status
+
+    with httpx.Client(base_url=url, timeout=60, headers=auth) as h, ThreadPoolExecutor(9) as ex:
+        for _ in range(5):
+            futs = [ex.submit(good, i) for i in range(8)]
+            bad = h.post("/v1/rewards", json=poison)
+            got = [f.result() for f in futs]
+            assert bad.status_code == 422 and bad.json()["field"] == "messages[0].tool_calls[0].function"
+            assert all(g == pytest.approx(alone, abs=1e-4) for g in got), got
+
+    handle = serve.get_deployment_handle("RewardModel_fcrm-rm", app_name=cfg.app_name)
+    bad_msgs = [{"role": "user", "content": "x", "tool_calls": 5}]
+    resps = [handle.score_group.remote(TOOLS, MESSAGES, [GOOD, BAD]) for _ in range(4)]
+    resps.insert(2, handle.score_group.remote(TOOLS, bad_msgs, [GOOD]))
+    out = [r.result(timeout_s=60) for r in resps]
+    assert isinstance(out[2][0], dict) and "render failed" in out[2][0]["error"]
+    assert all(o == pytest.approx(alone, abs=1e-4) for i, o in enumerate(out) if i != 2)
+
+
+@pytest.mark.slow
+def test_served_hostile_bodies_are_4xx_live(served):
+    """Issue 16.4 over HTTP: each listed body gets its 4xx and the service keeps answering."""
+    url, token, _ = served
+    auth = {"Authorization": f"Bearer {token}", "content-type": "application/json"}
+    bodies = [
+        (b'{"query": [' + b"9" * 5000 + b"]}", "/get_reward", 400),
+        (json.dumps({"tools": TOOLS, "messages": MESSAGES, "candidates": [GOOD],
+                     "reference": [{"f": {"a": [json.loads("[" * 900 + "]" * 900)]}}]}).encode(), "/v1/rewards", 422),
+        (json.dumps({"tools": TOOLS, "messages": [{"role": "user", "tool_calls": 5}], "candidates": [GOOD]}).encode(),
+         "/v1/rewards", 422),
+        (json.dumps({"tools": [{"name": "f" * 5000, "parameters": {}}], "messages": MESSAGES,
+                     "candidates": [GOOD]}).encode(), "/v1/rewards", 422),
+        (b"{oops", "/v1/rewards", 400),
+    ]
+    with httpx.Client(base_url=url, timeout=60) as h:
+        for body, path, status in bodies:
+            r = h.post(path, content=body, headers=auth)
+            assert r.status_code == status, (body[:80], r.status_code, r.text[:300])
+            assert r.json()["detail"]
+        assert h.get("/healthz").json() == {"status": "ok", "models": {"fcrm-rm": "ready"}}
 
 
 @pytest.mark.slow

@@ -1,7 +1,10 @@
-"""Fault injection on a live reward service (slow): a model replica is killed while clients send
-requests. Requests in flight on it fail cleanly (503 + Retry-After from the ingress, or a dropped
-connection), `RewardClient` retries them onto the surviving replica, no request is lost or scored
-wrong, and Serve brings the replica count back."""
+"""Fault injection on a live reward service (slow).
+
+- 2 model replicas, one killed while clients send requests: the ingress retries the calls that
+  hit the dead replica on the survivor, so clients that do NOT retry see zero failures and no
+  wrong score; Serve brings the replica count back.
+- 1 model replica killed: `/healthz` turns 503 (readiness false while nothing can score) and
+  back to 200 once Serve's replacement has loaded, and scoring works again."""
 
 from __future__ import annotations
 
@@ -76,7 +79,7 @@ def test_killed_model_replica_under_load(tmp_path):
         lock = threading.Lock()
 
         def load():
-            with RewardClient(url, retries=6, backoff=0.2, timeout=30) as c:
+            with RewardClient(url, retries=0, timeout=60) as c:  # the ingress must absorb the kill
                 for _ in range(per_thread):
                     try:
                         got = c.rewards(TOOLS, MESSAGES, CANDIDATES)["rewards"]
@@ -104,7 +107,7 @@ def test_killed_model_replica_under_load(tmp_path):
         retries = sum(r[1] for r in results if r[0] == "retries")
         failed = [r[1] for r in results if r[0] == "failed"]
         print(f"[replica kill] requests {len(outcomes)}: ok {outcomes.count('ok')}, wrong {outcomes.count('wrong')}, "
-              f"failed {len(failed)}, client retries {retries}")
+              f"failed {len(failed)}, client retries {retries}: {failed[:3]}")
         assert len(outcomes) == n_threads * per_thread
         assert failed == [] and outcomes.count("wrong") == 0
 
@@ -121,6 +124,45 @@ def test_killed_model_replica_under_load(tmp_path):
         assert len(after) == 2 and victim not in after and _running_replicas(app) == 2
         with RewardClient(url, retries=2, timeout=30) as rc:
             assert rc.rewards(TOOLS, MESSAGES, CANDIDATES)["rewards"] == pytest.approx(expected, abs=1e-5)
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
+def test_killed_only_replica_makes_readiness_false_until_replaced(tmp_path):
+    import httpx
+    import ray
+    from ray import serve
+
+    from fcrm_ray.models import build_tiny_bert_rm
+
+    rm = build_tiny_bert_rm(tmp_path / "rm")
+    port, app = _free_port(), "fcrm-ready"
+    cfg = load_config(ServeConfig, None, [
+        f"models.fcrm-rm.path={rm}", "models.fcrm-rm.max_length=128", "models.fcrm-rm.ray_actor_options.num_cpus=0.5",
+        f"port={port}", "ingress.num_cpus=0.1", f"app_name={app}", "limits.health_timeout_s=2",
+        "limits.model_retries=0"])
+    ray.init(num_cpus=2, include_dashboard=False)
+    try:
+        serve.start(http_options={"host": "127.0.0.1", "port": port})
+        serve.run(serve_app.build_app(cfg), name=app, route_prefix="/")
+        url = f"http://127.0.0.1:{port}"
+        with httpx.Client(base_url=url, timeout=30) as h:
+            assert h.get("/healthz").status_code == 200
+            victim = _model_replica_actors()[0]
+            ray.kill(ray.get_actor(victim, namespace="serve"), no_restart=True)
+            seen, deadline = [], time.time() + 180
+            while time.time() < deadline:
+                r = h.get("/healthz")
+                seen.append(r.status_code)
+                if 503 in seen and r.status_code == 200:
+                    break
+                time.sleep(0.2)
+            print(f"[readiness] /healthz answers after the kill: {seen.count(503)} x 503, then 200")
+            assert 503 in seen, "readiness never went false with no replica able to score"
+            assert seen[-1] == 200, "readiness never came back"
+        with RewardClient(url, retries=2, timeout=30) as rc:
+            assert len(rc.rewards(TOOLS, MESSAGES, CANDIDATES)["rewards"]) == 2
     finally:
         serve.shutdown()
         ray.shutdown()

@@ -33,10 +33,14 @@ def _models():
         return [float(len(json.dumps(c))) for c in candidates]
 
     async def score_texts(prompts, completions):
-        return [float(len(c)) for c in completions]
+        return [float(len(c)) if c else None for c in completions]
+
+    async def info():
+        return {"details": {"reward_lower_bound": 10.0}}
 
     return {"fcrm-rm": SimpleNamespace(score_group=SimpleNamespace(remote=score_group),
-                                       score_texts=SimpleNamespace(remote=score_texts))}
+                                       score_texts=SimpleNamespace(remote=score_texts),
+                                       info=SimpleNamespace(remote=info))}
 
 
 def _status(handler, body: bytes) -> tuple[int, dict]:

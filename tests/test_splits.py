@@ -71,7 +71,7 @@ def test_config_validation_names_the_key():
         load_config(SplitConfig, overrides=["train_categories=[a,b]", "test_categories=[b]"])
 
 
-def test_keyword_api_used_by_generate():
+def test_keyword_api():
     ex = _ex(3, "live_multiple")
     assert assign_split(ex) == assign_split(ex.id, "live_multiple")
     assert assign_split(_ex(3, "multiple"), strategy="out_of_domain") == "test"
@@ -85,3 +85,76 @@ def test_keyword_api_used_by_generate():
         assign_split(ex, strategy="nope")
     named = SplitConfig(train_categories=["live_simple"])
     assert assign_split(_ex(1, "live_multiple"), cfg=named) is None
+
+
+# --- one split definition for every stage -----------------------------------------------------------
+
+
+def test_generate_and_bench_share_one_split_config():
+    from fcrm_ray.data.bench import BenchConfig
+    from fcrm_ray.generate.config import GenerateConfig
+
+    bench = load_config(BenchConfig, "configs/bench/default.yaml").splits
+    assert GenerateConfig().splits == BenchConfig().splits == SplitConfig()
+    for name in ("cpu.yaml", "gpu.yaml"):
+        assert load_config(GenerateConfig, f"configs/generate/{name}").splits == bench, name
+    assert bench.validation_fraction == 0.1
+
+
+@pytest.mark.parametrize("override, new_key", [
+    ("split.strategy=random", "splits.mode"),
+    ("split.validation_fraction=0.05", "splits.validation_fraction"),
+    ("split.test_categories=[multiple]", "splits.test_categories"),
+    ("split.fixed=train", "splits.train_categories"),
+])
+def test_old_generate_split_keys_fail_naming_the_new_key(override, new_key):
+    from fcrm_ray.generate.config import GenerateConfig
+
+    with pytest.raises(ConfigError, match=new_key.replace(".", r"\.")) as err:
+        load_config(GenerateConfig, "configs/generate/cpu.yaml", [override])
+    assert f"`{override.split('=')[0]}`" in str(err.value)  # and names the old one
+
+
+def test_old_generate_split_section_in_a_yaml_fails(tmp_path):
+    from fcrm_ray.generate.config import GenerateConfig
+
+    old = tmp_path / "old.yaml"
+    old.write_text("split:\n  strategy: out_of_domain\n  validation_fraction: 0.05\n")
+    with pytest.raises(ConfigError, match=r"`splits\.mode`"):
+        load_config(GenerateConfig, old)
+
+
+def test_bench_and_generate_assign_identical_splits(tmp_path):
+    """The same examples through `fcrm bench build` and `fcrm generate`'s plan (its real config):
+    every example lands in the same split, validation included."""
+    import pyarrow.parquet as pq
+
+    from fcrm_ray.data.bench import BenchConfig, build
+    from fcrm_ray.data.pairs import read_pairs
+    from fcrm_ray.generate import pipeline as P
+    from fcrm_ray.generate.config import GenerateConfig
+
+    cats = ["simple_python", "live_simple", "live_multiple"]
+    bench = load_config(BenchConfig, "configs/bench/default.yaml", [
+        f"out={tmp_path / 'bench'}", f"categories={cats}", "max_examples_per_category=150", "compose_parallel=0",
+        "obfuscate_train=0", "obfuscate_test=false", "jsonl=false",
+        "negatives_per_type={incorrect_parameter_value: 0, incorrect_function_name: 1, "
+        "incorrect_number_of_functions: 0, missing_optional_parameter: 0, missing_required_parameter: 0, "
+        "incorrect_parameter_type: 0, unexpected_parameter: 0, incorrect_output_format: 0}"])
+    build(bench)
+    bench_split = {r["example_id"]: r["split"] for r in read_pairs(tmp_path / "bench")}
+
+    gen = load_config(GenerateConfig, "configs/generate/cpu.yaml", [
+        f"sources=[{{kind: bfcl, categories: {cats}, limit: 0}}]", f"output.dir={tmp_path / 'gen'}"])
+    layout = P.RunLayout(gen.output.dir)
+    P.load_or_plan(gen, layout)
+    gen_split = {}
+    for f in sorted(layout.inputs.glob("*.pq")):
+        for r in pq.read_table(f, columns=["example_id", "split"]).to_pylist():
+            gen_split[r["example_id"]] = r["split"]
+
+    common = set(bench_split) & set(gen_split)
+    assert len(common) >= 300
+    assert {bench_split[i] for i in common} == {"train", "validation", "test"}
+    assert {i: gen_split[i] for i in common} == {i: bench_split[i] for i in common}
+    assert Counter(gen_split.values())["validation"] > 0.05 * Counter(gen_split.values())["train"]

@@ -211,3 +211,18 @@ def test_balance_power_out_of_range_names_the_key():
     with pytest.raises(ConfigError, match="data.balance_by.*generatr"):
         load_config(DataConfig, None, ["train_path=.", "balance_by=[error_type,generatr]"]).validate()
     load_config(DataConfig, None, ["train_path=.", "balance_by=[error_type,generator]"]).validate()
+
+
+def test_weighted_subset_shares_the_cap_by_source():
+    from fcrm_ray.train.data import weighted_subset
+
+    rows = ([{"id": f"m{i}", "source": "bfcl", "error_type": "a" if i % 4 else "b"} for i in range(200)]
+            + [{"id": f"r{i}", "source": "bfcl_results", "error_type": "c"} for i in range(30)]
+            + [{"id": f"x{i}", "source": "xlam", "error_type": "a"} for i in range(50)])
+    got = weighted_subset(rows, 100, {"bfcl": 0.7, "bfcl_results": 0.3}, by=["error_type"], power=0.5)
+    by_source = Counter(r["source"] for r in got)
+    assert by_source == {"bfcl": 70, "bfcl_results": 30}  # xlam is not named: no rows
+    assert got == weighted_subset(list(reversed(rows)), 100, {"bfcl": 0.7, "bfcl_results": 0.3}, ["error_type"], 0.5)
+    # a source short of its share gives the rest to the others
+    short = weighted_subset(rows, 200, {"bfcl": 0.5, "bfcl_results": 0.5})
+    assert Counter(r["source"] for r in short) == {"bfcl": 170, "bfcl_results": 30}

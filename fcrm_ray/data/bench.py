@@ -49,10 +49,45 @@ from fcrm_ray.data.pairs import pair_id, write_pairs
 from fcrm_ray.data.quarantine import Quarantine
 from fcrm_ray.data.sources import ReadStats, read_bfcl
 from fcrm_ray.data.splits import SplitConfig, assign_split, unit_hash
-from fcrm_ray.paths import BFCL_SINGLE_TURN
+from fcrm_ray.paths import BFCL_NON_LIVE, BFCL_SINGLE_TURN
 from fcrm_ray.toolcall.schema import ERROR_TYPES, Example, calls_to_text, reference_to_bfcl
 
 TEST_OBFUSCATED = "test_obfuscated"
+# splits of the pairs made from real model outputs (sources.bfcl_results): train pairs join `train`
+REAL_SPLITS = {"train": "train", "validation": "validation_real", "test": "test_real"}
+
+
+@dataclass
+class BenchSources:
+    bfcl_results: list[str] = field(default_factory=list)  # BFCL result folders (each holds result/ and score/)
+
+
+@dataclass
+class BfclResultsConfig:
+    """What to take from `sources.bfcl_results`. Splits follow `splits` like every other example:
+    the held-out categories' real pairs go to `test_real` and their pools to `pools_real.jsonl`;
+    the others' to train / `validation_real`."""
+    # wheel category names; the default trains on Java/JavaScript and holds out the Python non-live four
+    categories: list[str] = field(default_factory=lambda: ["simple_java", "simple_javascript", *BFCL_NON_LIVE])
+    models: list[str] = field(default_factory=list)  # empty = every model in the folders
+    # train/validation pairs only from models whose licence allows it (`bfcl_results.MODEL_LICENCES`);
+    # `all` = every model (only if you have checked the licences yourself)
+    train_models: str = "permissive"
+    max_rejected_per_model: int = 3  # per (question, model), as the paper
+    pool_size: int = 16  # candidates per Best-of-N pool (seeded model order); 0 = every model
+    pool_splits: list[str] = field(default_factory=lambda: ["test"])
+
+    def validate(self) -> None:
+        from fcrm_ray.data.bfcl_results import CATEGORY_TO_WHEEL
+
+        unknown = sorted(set(self.categories) - set(CATEGORY_TO_WHEEL.values()))
+        if unknown:
+            raise ConfigError(f"config key `bfcl_results.categories`: unknown {unknown}; "
+                              f"expected wheel names {sorted(set(CATEGORY_TO_WHEEL.values()))}")
+        if self.train_models not in ("permissive", "all"):
+            raise ConfigError(f"config key `bfcl_results.train_models`: expected permissive|all, got {self.train_models!r}")
+        if self.max_rejected_per_model < 1 or self.pool_size < 0:
+            raise ConfigError("config keys `bfcl_results.max_rejected_per_model` >= 1, `bfcl_results.pool_size` >= 0")
 
 
 @dataclass
@@ -75,6 +110,12 @@ class BenchConfig:
     # composite two-call examples made from pairs of train-split single-call examples
     # (`data/compose.py`): the live training categories have almost no parallel tasks
     compose_parallel: int = 0
+    # real model outputs from BFCL result folders (`data/bfcl_results.py`); options below
+    sources: BenchSources = field(default_factory=lambda: BenchSources())
+    bfcl_results: BfclResultsConfig = field(default_factory=lambda: BfclResultsConfig())
+    # drop train/validation examples whose (normalised question, tool-name set) equals a test
+    # example's: BFCL repeats some questions across categories (multiple_26 ~ live_multiple_190-84-0)
+    drop_near_duplicates: bool = True
     obfuscate_train: int = 1  # extra obfuscated copies of every train pair (0 = none)
     obfuscate_test: bool = True  # add split `test_obfuscated`
     jsonl: bool = True  # also write pairs.jsonl next to pairs.parquet
@@ -236,6 +277,7 @@ def build(cfg: BenchConfig) -> dict:
     rstats.check()
     t_read = time.perf_counter()
 
+    near_dup = near_duplicate_keys(examples_by_cat, cfg) if cfg.drop_near_duplicates else set()
     plain: list[dict] = []
     used: list[tuple[Example, str, list[dict]]] = []
     for cat in cfg.categories:
@@ -249,6 +291,9 @@ def build(cfg: BenchConfig) -> dict:
             split = assign_split(ex.id, ex.category, cfg.splits)
             if split is None:
                 per_cat_examples[cat]["unassigned"] += 1
+                continue
+            if split != "test" and question_key(ex) in near_dup:
+                per_cat_examples[cat]["near_duplicate_of_test"] += 1
                 continue
             rows = example_pairs(ex, split, cfg, counters)
             if not rows:
@@ -269,9 +314,14 @@ def build(cfg: BenchConfig) -> dict:
                 continue
             plain.extend(rows)
             used.append((ex, "train", rows))
+    real_stats = None
+    if cfg.sources.bfcl_results:
+        real_rows, real_stats = real_output_pairs(cfg, near_dup, out, counters)
+        plain.extend(real_rows)
     t_pairs = time.perf_counter()
 
-    plain = _cap(plain, cfg.max_pairs_per_type, cfg.seed, counters)
+    real = [r for r in plain if r["source"] == "bfcl_results"]  # not capped: every real error counts
+    plain = _cap([r for r in plain if r["source"] != "bfcl_results"], cfg.max_pairs_per_type, cfg.seed, counters) + real
     kept_ids = {r["id"] for r in plain}
     extra: list[dict] = []
     for ex, split, rows in used:
@@ -295,12 +345,57 @@ def build(cfg: BenchConfig) -> dict:
     t_write = time.perf_counter()
 
     stats = _stats(cfg, rstats, quarantine_counts, per_cat_examples, counters, all_rows)
+    if real_stats is not None:
+        stats["bfcl_results"] = real_stats
     stats["seconds"] = {"read": round(t_read - t0, 3), "pairs": round(t_pairs - t_read, 3),
                         "obfuscate": round(t_obf - t_pairs, 3), "write": round(t_write - t_obf, 3),
                         "total": round(t_write - t0, 3)}
     stats["files"] = {"pairs": str(path), "quarantine": str(qpath)}
     (out / "stats.json").write_text(json.dumps(stats, indent=2, sort_keys=False) + "\n")
     return stats
+
+
+def question_key(ex: Example) -> tuple[str, frozenset]:
+    """Normalised user text + tool-name set: two examples with the same key are the same task."""
+    text = " ".join(" ".join(str(m.get("content", "")) for m in ex.conversation if m.get("role") == "user").lower().split())
+    return text, frozenset(t.name for t in ex.tools)
+
+
+def near_duplicate_keys(examples_by_cat: dict[str, list[Example]], cfg: BenchConfig) -> set:
+    """Question keys of the test-split examples (train/validation examples with one are dropped)."""
+    return {question_key(ex) for exs in examples_by_cat.values() for ex in exs
+            if assign_split(ex.id, ex.category, cfg.splits) == "test"}
+
+
+def real_output_pairs(cfg: BenchConfig, near_dup: set, out: Path,
+                      counters: Counter) -> tuple[list[dict], dict]:
+    """Pairs (splits train / validation_real / test_real) and Best-of-N pools (`pools_real.jsonl`)
+    from the real model outputs in `sources.bfcl_results`."""
+    from fcrm_ray.data import bfcl_results as br
+
+    rc = cfg.bfcl_results
+    with Quarantine(out / "quarantine.jsonl") as q:  # every question of these categories, even when sampled above
+        examples = {ex.id: ex for ex in read_bfcl(rc.categories, data_dir=cfg.data_dir or None, quarantine=q)}
+        outputs, rstats = br.read_results(cfg.sources.bfcl_results, rc.categories, examples, rc.models, quarantine=q)
+    split_of = {}
+    for ex_id in {o.example_id for o in outputs}:
+        ex = examples[ex_id]
+        split = assign_split(ex.id, ex.category, cfg.splits)
+        if split is not None and split != "test" and question_key(ex) in near_dup:
+            counters["real_near_duplicate_of_test"] += 1
+            split = None
+        split_of[ex_id] = REAL_SPLITS.get(split) if split else None
+    trainable = {m: (rc.train_models == "all" or info["train"]) for m, info in rstats.models.items()}
+    rows = br.real_pairs(outputs, examples, split_of, trainable, cfg.seed, rc.max_rejected_per_model, counters)
+    pool_ids = {e for e, s in split_of.items() if s and any(s == REAL_SPLITS[p] for p in rc.pool_splits)}
+    pools = br.bon_pools([o for o in outputs if o.example_id in pool_ids], examples, rc.pool_size, cfg.seed)
+    with open(out / "pools_real.jsonl", "w", encoding="utf-8") as fh:
+        for p in pools:
+            fh.write(json.dumps(p, ensure_ascii=False) + "\n")
+    stats = rstats.to_dict()
+    stats["pairs"] = dict(Counter(r["split"] for r in rows))
+    stats["pools"] = len(pools)
+    return rows, stats
 
 
 def _stats(cfg, rstats: ReadStats, qcounts, per_cat_examples, counters, rows) -> dict:
@@ -315,9 +410,11 @@ def _stats(cfg, rstats: ReadStats, qcounts, per_cat_examples, counters, rows) ->
         "examples_without_negative": ex_counts["without_negative"],
         "examples_unassigned": ex_counts["unassigned"],
         "examples_not_sampled": ex_counts["not_sampled"],
+        "examples_near_duplicate_of_test": ex_counts["near_duplicate_of_test"],
     }
     if examples["examples_read"] != (examples["examples_used"] + examples["examples_without_negative"]
-                                     + examples["examples_unassigned"] + examples["examples_not_sampled"]):
+                                     + examples["examples_unassigned"] + examples["examples_not_sampled"]
+                                     + examples["examples_near_duplicate_of_test"]):
         raise AssertionError(f"bench accounting broken: {examples}")
     by_split_type: dict[str, Counter] = defaultdict(Counter)
     by_cat_type: dict[str, Counter] = defaultdict(Counter)

@@ -8,12 +8,18 @@ Evaluation. A pool is a row `{example_id, tools, conversation, reference, candid
 sampling order). Each pool is scored with ONE `RewardScorer.score_groups` call (the candidates
 share the prompt prefix), every candidate is judged by `toolcall.verify.verify` against the
 reference and keyed by `verify.canonical_key`. For n in {1, 2, 4, 8, 16, 32} up to the pool size,
-the RM picks the highest reward among the first n candidates; the baselines on the same pools are
-the first sample, a random pick (expected value), majority vote over canonical calls and the oracle
-(rules and tie-breaks: `evaluate.metrics`). Candidates that do not parse are scored like any text
-and judged `incorrect_output_format`. Rows without a usable catalog/reference/candidates go to
-`<out>/quarantine.jsonl`. Artifacts: `bon.json`, `bon.md`, `accuracy_vs_n.png`, `pools_scored.jsonl`
-(per pool: rewards, verdicts, picks).
+the rerankers use the first n candidates: the RM pick (highest reward) and reward-weighted voting
+over canonical calls (`vote_sum`: summed exp(reward) per call, `vote_max`: best reward per call);
+the baselines on the same pools are the first sample, a random pick (expected value), majority
+vote over canonical calls and the oracle; each accuracy with a bootstrap 95% CI, plus how often
+each reranker is wrong where the first sample is right (rules and tie-breaks: `evaluate.metrics`).
+Every candidate gets a reward: one the scorer cannot score (NaN: empty, over `max_length`) gets
+`metrics.fill_unscorable_rewards`'s, below every scorable candidate of its pool, and is flagged
+`unscorable`. Candidates that do not parse are scored like any text, judged
+`incorrect_output_format`, and form no group in the weighted votes. The vote reuses the pool's
+rewards: scoring stays one `score_groups` call per pool. Rows without a usable
+catalog/reference/candidates go to `<out>/quarantine.jsonl`. Artifacts: `bon.json`, `bon.md`,
+`accuracy_vs_n.png`, `pools_scored.jsonl` (per pool: rewards, unscorable flags, verdicts, picks).
 
 Pool building (`--build-pools`), from BFCL examples (`data.sources.read_bfcl`, default the non-live
 categories, i.e. the held-out test side of our splits) with `pools.backend`:
@@ -92,9 +98,10 @@ class BonConfig:
     out: str = ""
     ns: list[int] = field(default_factory=lambda: list(M.BON_NS))
     batch_size: int = 16
-    max_length: int = 512
+    max_length: int | None = None  # None = the model's training max_length (its train_config.yaml)
     device: str = "cpu"
     dtype: str = "float32"
+    autocast: str = "auto"  # bf16 autocast only where the device runs it natively (fcrm_ray/hardware.py)
     trust_remote_code: bool = False
     max_pools: int = 0  # 0 = all
     n_boot: int = 1000
@@ -181,8 +188,10 @@ def judge_pool(pool: Mapping) -> tuple[list[bool], list[str | None], list[str]]:
 
 def score_pools(pools: Sequence[Mapping], scorer: Any) -> list[list[float]]:
     """Rewards per pool: one `score_groups` call per pool, so the pool's prompt is shared."""
+    from tqdm import tqdm
+
     out = []
-    for p in pools:
+    for p in tqdm(pools, desc="scoring pools", unit="pool", mininterval=5.0, disable=len(pools) < 20):
         tools = [t.to_dict() for t in p["tools"]]
         out.append([float(s) for s in scorer.score_groups([(tools, p["conversation"], list(p["candidates"]))])[0]])
     return out
@@ -190,15 +199,17 @@ def score_pools(pools: Sequence[Mapping], scorer: Any) -> list[list[float]]:
 
 def evaluate_pools(pools: Sequence[Mapping], rewards: Sequence[Sequence[float]], ns: Iterable[int],
                    n_boot: int = M.DEFAULT_N_BOOT, seed: int = 0) -> tuple[dict, list[dict]]:
-    """(curve, per-pool records) from rewards + verifier verdicts."""
+    """(curve, per-pool records) from rewards + verifier verdicts. Missing rewards are filled by
+    `metrics.fill_unscorable_rewards` (below every scorable candidate of the pool) and flagged."""
     scored, records = [], []
-    for p, r in zip(pools, rewards):
+    for p, raw in zip(pools, rewards):
+        r, unscorable = M.fill_unscorable_rewards(raw)
         correct, errors, keys = judge_pool(p)
-        scored.append({"scores": list(r), "correct": correct, "keys": keys})
-        records.append({"example_id": p["example_id"], "category": p.get("category", ""), "rewards": list(r),
-                         "correct": correct, "error_types": errors,
-                         "rm_pick": {n: M.bon_select(r, n) for n in M.bon_ns(len(r), ns)},
-                         "majority_pick": {n: M.majority_select(keys, n) for n in M.bon_ns(len(r), ns)}})
+        scored.append({"scores": r, "correct": correct, "keys": keys})
+        picks = {n: M.pool_picks(r, keys, n) for n in M.bon_ns(len(r), ns)}
+        records.append({"example_id": p["example_id"], "category": p.get("category", ""), "rewards": r,
+                        "unscorable": unscorable, "correct": correct, "error_types": errors,
+                        **{f"{sel}_pick": {n: pk[sel] for n, pk in picks.items()} for sel in M.PICKERS}})
     return M.bon_curve(scored, ns=ns, n_boot=n_boot, seed=seed), records
 
 
@@ -206,22 +217,34 @@ def evaluate_pools(pools: Sequence[Mapping], rewards: Sequence[Sequence[float]],
 # Outputs
 # ----------------------------------------------------------------------------------------------
 
-_LABELS = {"rm": "RM (best of n)", "first": "first sample", "random": "random pick (expected)",
-           "majority": "majority vote", "oracle": "oracle (any correct)"}
+_LABELS = {"rm": "RM pick", "vote_sum": "RM-weighted vote (sum)", "vote_max": "RM-weighted vote (max)",
+           "first": "first sample", "random": "random pick (expected)", "majority": "majority vote",
+           "oracle": "oracle (any correct)"}
 
 
 def bon_markdown(b: Mapping) -> str:
     from fcrm_ray.evaluate.report import fmt_acc, md_table
 
-    sels = list(M.SELECTORS)
-    rows = [[n, row["pools"]] + [fmt_acc(row[s]["accuracy"], row[s]["ci95"] if s == "rm" else None) for s in sels]
-            for n, row in sorted(((int(k), v) for k, v in b["curve"].items()))]
-    return "\n".join([
+    sels = [s for s in M.SELECTORS if all(s in row for row in b["curve"].values())]
+    curve = sorted(((int(k), v) for k, v in b["curve"].items()))
+    rows = [[n, row["pools"]] + [fmt_acc(row[s]["accuracy"], row[s].get("ci95")) for s in sels] for n, row in curve]
+    worse = [[n, row["pools"]] + [f"{w['fraction']:.3f} ({w['count']})" for w in
+                                  (row["worse_than_first"][s] for s in M.RERANKERS if s in row["worse_than_first"])]
+             for n, row in curve if "worse_than_first" in row]
+    unscorable = b.get("unscorable_candidates", 0)
+    lines = [
         f"# Best-of-N: {b['model']}", "",
         f"{b['pools']} pools from `{b['candidates']}` (mean size {b['mean_pool_size']:.1f}, "
-        f"{b['fraction_correct']:.3f} of candidates correct; {b['quarantined']} rows quarantined).", "",
-        "Accuracy of the picked candidate as judged by the verifier (RM with 95% bootstrap CI):", "",
-        md_table(["n", "pools"] + [_LABELS[s] for s in sels], rows), ""])
+        f"{b['fraction_correct']:.3f} of candidates correct; {b['quarantined']} rows quarantined; "
+        f"{unscorable} candidates unscorable, ranked below every scorable one of their pool).", "",
+        "Accuracy of the picked candidate as judged by the verifier, with 95% bootstrap CIs over pools. "
+        "Weighted votes group the candidates by canonical call: `sum` = the group's summed exp(reward), "
+        "`max` = its best reward (rules: `fcrm_ray/evaluate/metrics.py`).", "",
+        md_table(["n", "pools"] + [_LABELS[s] for s in sels], rows), ""]
+    if worse:
+        lines += ["Pools where the reranker's pick is wrong while the first sample is right (share, count):", "",
+                  md_table(["n", "pools"] + [_LABELS[s] for s in M.RERANKERS], worse), ""]
+    return "\n".join(lines)
 
 
 def plot_curve(curve: Mapping, path: Path, title: str) -> None:
@@ -229,7 +252,7 @@ def plot_curve(curve: Mapping, path: Path, title: str) -> None:
 
     curve = {int(n): v for n, v in curve.items()}
     ns = sorted(curve)
-    series = {_LABELS[s]: [curve[n][s]["accuracy"] for n in ns] for s in M.SELECTORS}
+    series = {_LABELS[s]: [curve[n][s]["accuracy"] for n in ns] for s in M.SELECTORS if all(s in curve[n] for n in ns)}
     bands = {_LABELS["rm"]: ([curve[n]["rm"]["ci95"][0] for n in ns], [curve[n]["rm"]["ci95"][1] for n in ns])}
     save_lines(ns, series, path, title=title, bands=bands)
 
@@ -256,7 +279,7 @@ def run_eval(cfg: BonConfig) -> dict:
         from fcrm_ray.scoring import RewardScorer
 
         scorer = RewardScorer(model_path, batch_size=cfg.batch_size, max_length=cfg.max_length, device=cfg.device,
-                              dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code)
+                              dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code, autocast=cfg.autocast)
         rewards = score_pools(pools, scorer)
         curve, records = evaluate_pools(pools, rewards, cfg.ns, n_boot=cfg.n_boot, seed=cfg.seed)
         quarantined = q.total
@@ -265,14 +288,14 @@ def run_eval(cfg: BonConfig) -> dict:
     b = {"model": model_name(model_path), "model_path": model_path, "candidates": str(cfg.candidates),
          "rows_read": n_read, "pools": len(pools), "quarantined": quarantined,
          "mean_pool_size": sum(sizes) / len(sizes), "fraction_correct": n_correct / max(1, sum(sizes)),
-         "unscored_candidates": sum(1 for r in rewards for s in r if math.isnan(s)),
+         "unscorable_candidates": sum(sum(r["unscorable"]) for r in records),
          "ns": sorted(int(n) for n in curve), "curve": {str(n): v for n, v in curve.items()},
          "scorer_stats": dict(scorer.stats), "config": to_dict(cfg)}
     (out / "bon.json").write_text(json.dumps(b, indent=2))
     (out / "bon.md").write_text(bon_markdown(b))
     with open(out / "pools_scored.jsonl", "w") as fh:
         for r in records:
-            fh.write(json.dumps({**r, "rewards": [None if math.isnan(x) else x for x in r["rewards"]]}) + "\n")
+            fh.write(json.dumps(r) + "\n")
     if curve:
         plot_curve(b["curve"], out / "accuracy_vs_n.png", title=f"Best-of-N: {b['model']} ({len(pools)} pools)")
     top = curve[max(curve)] if curve else {}

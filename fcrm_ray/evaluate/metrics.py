@@ -14,8 +14,21 @@ seeded `numpy.random.default_rng(seed)` so a report is reproducible.
 
 Best-of-N on a pool of candidates (in sampling order) with RM scores, verifier verdicts and
 canonical keys (`verify.canonical_key`), for each n = the first n candidates:
+- unscorable candidates (the scorer returned no reward: empty, over max_length, ...) first get
+  one by `fill_unscorable_rewards`: the pool's lowest real reward minus `UNSCORABLE_MARGIN`, so
+  they rank below every scorable candidate of the pool; flagged `unscorable` in the output.
 - RM: the highest-reward candidate; ties -> the earliest candidate (so a constant RM
   reduces to the first-sample baseline, never to a lucky pick).
+- reward-weighted vote (`vote_sum`, `vote_max`, `weighted_vote_select`): the first n candidates
+  are grouped by canonical call and the group with the highest score wins; its highest-reward
+  member is the pick. `vote_sum` scores a group by the sum of its members' Bradley-Terry
+  strengths exp(reward - top reward) (its softmax mass: rewards are logits with an arbitrary
+  offset and are often negative, so a plain sum of rewards would favour SMALL groups); with
+  equal rewards it is majority vote. `vote_max` scores a group by its best member's reward, which
+  makes it the RM pick among parseable candidates (it differs only where an unparseable text
+  has the top reward).
+  Ties -> the group seen first. Unparseable candidates (key `unparseable:...`) form no group;
+  when none of the first n parses, the vote falls back to the RM pick.
 - first sample: candidate 0.
 - random pick, expected value: the fraction of correct candidates among the first n (the
   accuracy of a uniform random pick, without sampling noise).
@@ -23,6 +36,8 @@ canonical keys (`verify.canonical_key`), for each n = the first n candidates:
   the key whose first occurrence comes earliest (deterministic, and again the first sample when
   all candidates differ). The vote is judged by that first occurrence's verdict.
 - oracle: any correct candidate among the first n (an upper bound for every selector).
+Every selector's accuracy comes with a bootstrap 95% CI over pools; `worse_than_first` is, per
+reranker, the share of pools where its pick is wrong while the first sample is right.
 """
 
 from __future__ import annotations
@@ -150,6 +165,52 @@ def bon_select(scores: Sequence[float | None], n: int) -> int:
     return best
 
 
+UNSCORABLE_MARGIN = 1.0
+UNPARSEABLE_KEY_PREFIX = "unparseable:"  # how `toolcall.verify.canonical_key` keys text that does not parse
+
+
+def fill_unscorable_rewards(rewards: Sequence[float | None], margin: float = UNSCORABLE_MARGIN
+                            ) -> tuple[list[float], list[bool]]:
+    """Give every candidate of one pool a reward: (rewards, unscorable flags).
+
+    A reward that is missing (None, NaN or +-inf: the scorer could not score the candidate, e.g.
+    empty or longer than max_length) becomes `min(real rewards of the pool) - margin`, so an
+    unscorable candidate ranks below every scorable one of the same pool and ties only with other
+    unscorable ones (which then keep their order). A pool with no real reward gets 0.0 for all.
+    Shared by `fcrm eval bon` and the reward service, so both rank unscorable outputs alike."""
+    flags = [x is None or not math.isfinite(float(x)) for x in rewards]
+    real = [float(x) for x, bad in zip(rewards, flags) if not bad]
+    fill = (min(real) - margin) if real else 0.0
+    return [fill if bad else float(x) for x, bad in zip(rewards, flags)], flags
+
+
+def weighted_vote_select(scores: Sequence[float], keys: Sequence[str], n: int, agg: str = "sum") -> int:
+    """Index of the pick of reward-weighted voting among the first n (rules: module docstring).
+
+    `scores` must be real numbers (`fill_unscorable_rewards` first); `agg` is `sum` (sum of
+    exp(reward - top reward) per canonical call) or `max` (the group's best reward)."""
+    if n < 1 or not scores:
+        raise ValueError("need n >= 1 and at least one candidate")
+    if agg not in ("sum", "max"):
+        raise ValueError(f"agg must be 'sum' or 'max', got {agg!r}")
+    head = [float(s) for s in scores[:n]]
+    if any(not math.isfinite(s) for s in head):
+        raise ValueError("weighted_vote_select needs finite rewards; fill unscorable ones first")
+    members: dict[str, list[int]] = {}  # key -> indices, keys in order of first occurrence
+    for i, k in enumerate(keys[:n]):
+        if not str(k).startswith(UNPARSEABLE_KEY_PREFIX):
+            members.setdefault(k, []).append(i)
+    if not members:
+        return bon_select(head, n)
+    top = max(head[i] for idx in members.values() for i in idx)
+    if agg == "sum":
+        score = {k: sum(math.exp(head[i] - top) for i in idx) for k, idx in members.items()}
+    else:
+        score = {k: max(head[i] for i in idx) for k, idx in members.items()}
+    winner = max(members, key=lambda k: score[k])  # max() keeps the first of equal groups
+    return max(members[winner], key=lambda i: head[i])  # and the earliest of its best members
+
+
 def majority_select(keys: Sequence[str], n: int) -> int:
     """Index of the first occurrence of the most frequent key among the first n; ties -> the key
     that occurred first."""
@@ -178,21 +239,30 @@ def oracle_correct(correct: Sequence[bool], n: int) -> float:
     return float(any(bool(c) for c in correct[:n]))
 
 
+RERANKERS = ("rm", "vote_sum", "vote_max")  # selectors that use the RM's rewards
 BASELINES = ("first", "random", "majority", "oracle")
-SELECTORS = ("rm",) + BASELINES
+SELECTORS = RERANKERS + BASELINES
+
+
+PICKERS = RERANKERS + ("majority",)  # selectors that pick one candidate
+
+
+def pool_picks(scores: Sequence[float], keys: Sequence[str], n: int) -> dict[str, int]:
+    """{selector: picked index} for the PICKERS among the first n (`scores` already filled)."""
+    return {"rm": bon_select(scores, n), "vote_sum": weighted_vote_select(scores, keys, n, "sum"),
+            "vote_max": weighted_vote_select(scores, keys, n, "max"), "majority": majority_select(keys, n)}
 
 
 def pool_outcomes(scores: Sequence[float | None], correct: Sequence[bool], keys: Sequence[str], n: int) -> dict:
-    """{selector: 0..1} for one pool at one n (n is capped at the pool size by the caller)."""
+    """{selector: 0..1} for one pool at one n (n is capped at the pool size by the caller).
+    Missing rewards are filled by `fill_unscorable_rewards` first."""
     if not (len(scores) == len(correct) == len(keys)):
         raise ValueError("scores, correct and keys must have one entry per candidate")
-    return {
-        "rm": float(bool(correct[bon_select(scores, n)])),
-        "first": first_sample_correct(correct, n),
-        "random": random_expected(correct, n),
-        "majority": float(bool(correct[majority_select(keys, n)])),
-        "oracle": oracle_correct(correct, n),
-    }
+    filled, _ = fill_unscorable_rewards(scores)
+    out = {sel: float(bool(correct[i])) for sel, i in pool_picks(filled, keys, n).items()}
+    out.update({"first": first_sample_correct(correct, n), "random": random_expected(correct, n),
+                "oracle": oracle_correct(correct, n)})
+    return {sel: out[sel] for sel in SELECTORS}
 
 
 def bon_ns(max_pool: int, ns: Iterable[int] = BON_NS) -> list[int]:
@@ -205,7 +275,9 @@ def bon_curve(pools: Sequence[Mapping], ns: Iterable[int] = BON_NS, n_boot: int 
     """Accuracy per selector per n over pools `{scores, correct, keys}`.
 
     Only pools with at least n candidates count at n (a pool of 4 says nothing about n=8); the
-    number used is reported as `pools`. Returns {n: {selector: {accuracy, ci95}, pools}}."""
+    number used is reported as `pools`. Returns {n: {selector: {accuracy, ci95}, pools,
+    worse_than_first: {reranker: {fraction, count, ci95}}}}: how often each reranker's pick is
+    wrong where the first sample is right."""
     pools = list(pools)
     out: dict[int, dict] = {}
     for n in bon_ns(max((len(p["scores"]) for p in pools), default=0), ns):
@@ -217,5 +289,11 @@ def bon_curve(pools: Sequence[Mapping], ns: Iterable[int] = BON_NS, n_boot: int 
             vals = [o[sel] for o in per]
             lo, hi = bootstrap_ci(vals, n_boot=n_boot, seed=seed)
             row[sel] = {"accuracy": float(sum(vals) / len(vals)), "ci95": [lo, hi]}
+        row["worse_than_first"] = {}
+        for sel in RERANKERS:
+            worse = [float(o["first"] == 1.0 and o[sel] == 0.0) for o in per]
+            lo, hi = bootstrap_ci(worse, n_boot=n_boot, seed=seed)
+            row["worse_than_first"][sel] = {"fraction": float(sum(worse) / len(worse)), "count": int(sum(worse)),
+                                            "ci95": [lo, hi]}
         out[n] = row
     return out

@@ -82,9 +82,10 @@ class PairwiseConfig:
     scorer: str = "rm"  # rm | vllm_judge
     backend: str = "local"  # local | ray  (rm scorer)
     batch_size: int = 16
-    max_length: int = 1024
+    max_length: int | None = None  # None = the model's training max_length (its train_config.yaml)
     device: str = "cpu"
     dtype: str = "float32"
+    autocast: str = "auto"  # bf16 autocast only where the device runs it natively (fcrm_ray/hardware.py)
     trust_remote_code: bool = False
     max_rows: int = 0  # 0 = all; else a stable pseudo-random subset of this size
     n_boot: int = 1000
@@ -182,7 +183,7 @@ def score_local(rows: Sequence[Mapping], model_path: str, cfg: PairwiseConfig, q
     from fcrm_ray.scoring import RewardScorer, score_pairs
 
     scorer = RewardScorer(model_path, batch_size=cfg.batch_size, max_length=cfg.max_length, device=cfg.device,
-                          dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code)
+                          dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code, autocast=cfg.autocast)
     chosen, rejected = score_pairs(scorer, rows, quarantine=quarantine)
     return chosen, rejected, {**dict(scorer.stats), "model_info": scorer.model_info()}
 
@@ -243,7 +244,8 @@ def score_ray(rows: Sequence[Mapping], model_path: str, cfg: PairwiseConfig, qua
     ds = ds.map_batches(render_batch, fn_kwargs={"model_path": model_path, "trust_remote_code": cfg.trust_remote_code},
                         batch_size=cfg.ray.batch_size, batch_format="numpy")
     scorer_kwargs = dict(model_path=model_path, batch_size=cfg.batch_size, max_length=cfg.max_length,
-                         device=cfg.device, dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code)
+                         device=cfg.device, dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code,
+                         autocast=cfg.autocast)
     ds = ds.map_batches(RewardScoringActor, fn_constructor_kwargs=scorer_kwargs, batch_size=cfg.ray.batch_size,
                         batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=cfg.ray.num_actors),
                         num_cpus=cfg.ray.num_cpus_per_actor, num_gpus=cfg.ray.num_gpus_per_actor or None)
@@ -417,6 +419,12 @@ def evaluate_model(rows: Sequence[Mapping], model_path: str, cfg: PairwiseConfig
     """Score, compute metrics, and (if `out`) write the artifacts. Returns (metrics, chosen, rejected)."""
     chosen, rejected, stats = score_rows(rows, model_path, cfg, quarantine)
     m = M.pairwise_metrics(rows, chosen, rejected, n_boot=cfg.n_boot, seed=cfg.seed)
+    # per model family of the rejected side (`bfcl:<model>` generators of real outputs; `mutation`)
+    from fcrm_ray.data.bfcl_results import model_family
+
+    m["per_model_family"] = M.group_breakdown(M.pair_outcomes(chosen, rejected),
+                                              [model_family(str(r.get("generator") or "")) for r in rows],
+                                              cfg.n_boot, cfg.seed)
     m = {"accuracy": m.pop("accuracy"), "n": m.pop("n"), "ci95": m.pop("ci95"), **m,
          "model": model_name(model_path), "model_path": str(model_path), "data": str(cfg.data), "split": cfg.split,
          "scorer": cfg.scorer, "backend": cfg.backend, "counts": dict(counts or {}), "scorer_stats": stats,

@@ -305,12 +305,22 @@ def bon_sections(runs: Sequence[Path], out: Path) -> list[Section]:
         name = _label(run, b)
         s = Section(f"Best-of-N: {name} ({run.name})")
         s.p(f"{b.get('pools', '?')} pools from `{Path(str(b.get('candidates', ''))).name}`; "
-            "RM = highest reward among the first n; the verifier judges the pick against the reference.")
-        sels = ["rm", "first", "random", "majority", "oracle"]
-        rows = []
-        for n, row in sorted(((int(k), v) for k, v in b.get("curve", {}).items())):
-            rows.append([n, row.get("pools", "")] + [fmt_acc(row[sel]["accuracy"]) if sel in row else "–" for sel in sels])
-        s.table(["n", "pools", "RM", "first sample", "random (expected)", "majority vote", "oracle"], rows)
+            "RM pick = highest reward among the first n; weighted vote = the canonical call with the highest "
+            "summed exp(reward) (sum) or best reward (max); the verifier judges the pick against the reference. "
+            "95% bootstrap CIs over pools."
+            + (f" {b['unscorable_candidates']} candidates were unscorable (ranked below every scorable one)."
+               if b.get("unscorable_candidates") else ""))
+        sels = ["rm", "vote_sum", "vote_max", "first", "random", "majority", "oracle"]
+        curve = sorted(((int(k), v) for k, v in b.get("curve", {}).items()))
+        rows = [[n, row.get("pools", "")] + [fmt_acc(row[sel]["accuracy"], row[sel].get("ci95")) if sel in row else "–"
+                                             for sel in sels] for n, row in curve]
+        s.table(["n", "pools", "RM pick", "weighted vote (sum)", "weighted vote (max)", "first sample",
+                 "random (expected)", "majority vote", "oracle"], rows)
+        worse = [[n] + [f"{row['worse_than_first'][sel]['fraction']:.3f}" if sel in row["worse_than_first"] else "–"
+                        for sel in sels[:3]] for n, row in curve if "worse_than_first" in row]
+        if worse:
+            s.p("Share of pools where the pick is wrong while the first sample is right:")
+            s.table(["n", "RM pick", "weighted vote (sum)", "weighted vote (max)"], worse)
         s.img(run / "accuracy_vs_n.png", f"{name}: accuracy vs n")
         sections.append(s)
         if b.get("curve"):

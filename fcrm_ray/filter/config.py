@@ -36,9 +36,10 @@ class ScoringConfig:
     backend: str = "actor"  # actor: model in an in-job actor pool; serve: a running `fcrm serve`
     model_path: str = ""  # actor backend: reward-model folder
     batch_size: int = 64  # units per map_batches call = per forward pass (bounds memory)
-    max_length: int = 512
+    max_length: int | None = None  # None = the model's training max_length (its train_config.yaml)
     device: str = "cpu"
     dtype: str = "float32"
+    autocast: str = "auto"  # bf16 autocast only where the device runs it natively (fcrm_ray/hardware.py)
     num_actors: int = 1  # actor pool size (one model copy each)
     num_cpus_per_actor: float = 1.0
     num_gpus_per_actor: float = 0.0

@@ -230,7 +230,10 @@ class UnitScorer:
             items = [{"tools": json.loads(t), "messages": json.loads(m), "candidates": [c]}
                      for t, m, c in zip(tools[i:i + step], conversations[i:i + step], candidates[i:i + step])]
             res = self._client.rewards_batch(items, model=self.cfg.serve_model or None)
-            out.extend(_finite(r["rewards"][0]) for r in res["results"])
+            # the service gives unscorable candidates a floor reward and flags them: here they stay
+            # unscored (None), so the filter quarantines them as before
+            out.extend(None if (r.get("unscorable") or [False])[0] or r.get("rewards") is None
+                       else _finite(r["rewards"][0]) for r in res["results"])
         return out
 
 
@@ -255,7 +258,7 @@ class ScoreUnits:
             from fcrm_ray.scoring import RewardScoringActor
 
             self.actor = RewardScoringActor(c.model_path, batch_size=c.batch_size, max_length=c.max_length,
-                                            device=c.device, dtype=c.dtype)
+                                            device=c.device, dtype=c.dtype, autocast=c.autocast)
         else:
             self.remote = UnitScorer(c)
 

@@ -15,6 +15,7 @@ import random
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from fcrm_ray.data.splits import SplitConfig
 from fcrm_ray.toolcall.schema import Example, ToolCall
 
 FORMATS = ("openai", "xlam", "sharegpt")
@@ -104,9 +105,41 @@ def filter_precision(filter_dir: str | Path, labels_path: str | Path) -> dict:
 
 
 def bfcl_sample(categories: Iterable[str], n_examples: int, data_dir: str | None = None) -> list[Example]:
-    """The first `n_examples` examples spread evenly over `categories` (deterministic)."""
+    """The first `n_examples` examples spread evenly over `categories` (deterministic). Mind the
+    split: for a corpus scored by a trained RM use `heldout_sample`, which keeps to the test split."""
     from fcrm_ray.data.sources import read_bfcl
 
     categories = list(categories)
     per = max(1, -(-n_examples // len(categories)))
     return [ex for c in categories for ex in itertools.islice(read_bfcl([c], data_dir=data_dir), per)][:n_examples]
+
+
+def heldout_sample(n_examples: int, splits: SplitConfig | None = None, categories: Iterable[str] = (),
+                   data_dir: str | None = None, seed: int = 0) -> list[Example]:
+    """Up to `n_examples` BFCL examples of the TEST split only (`data.splits.assign_split` with
+    `splits`, default the bench's), so an RM trained on the train split is never judged on its
+    own training examples. Drawn evenly over the categories that hold test examples (`categories`,
+    default all single-turn ones), each in a seeded hash order of example ids: deterministic, and
+    independent of file order. Fewer when the test split holds fewer (the caller records it)."""
+    from fcrm_ray.config import ConfigError
+    from fcrm_ray.data.sources import read_bfcl
+    from fcrm_ray.data.splits import assign_split, unit_hash
+    from fcrm_ray.paths import BFCL_SINGLE_TURN
+
+    splits = splits or SplitConfig()
+    categories = list(categories) or list(BFCL_SINGLE_TURN)
+    by_cat: dict[str, list[Example]] = {}
+    for ex in read_bfcl(categories, data_dir=data_dir):
+        if assign_split(ex.id, ex.category, splits) == "test":
+            by_cat.setdefault(ex.category, []).append(ex)
+    if not by_cat:
+        raise ConfigError(f"config key `filter.corpus_categories`: no held-out (test split) example in {categories}; "
+                          f"the test categories are {list(splits.test_categories)}")
+    queues = [sorted(exs, key=lambda e: unit_hash(seed, f"corpus\x00{e.id}")) for c, exs in sorted(by_cat.items())]
+    out: list[Example] = []
+    for i in itertools.count():  # round-robin over categories: an even spread, all of a small one
+        row = [q[i] for q in queues if i < len(q)]
+        if not row or len(out) >= n_examples:
+            break
+        out.extend(row[:n_examples - len(out)])
+    return out

@@ -1,4 +1,4 @@
-"""Typed config of `fcrm generate`: sources, split, obfuscation, generators, dedup, output, Ray.
+"""Typed config of `fcrm generate`: sources, splits, obfuscation, generators, dedup, output, Ray.
 
 Loaded with `fcrm_ray.config.load_config(GenerateConfig, yaml, overrides)`; every bad value is
 rejected here, naming its key, before a Ray cluster starts. One YAML per setting lives in
@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fcrm_ray.config import ConfigError
+from fcrm_ray.data.splits import SplitConfig
 from fcrm_ray.toolcall.schema import ERROR_TYPES
 
 BACKENDS = ("mutation", "hf", "vllm")
@@ -19,7 +20,6 @@ BACKENDS = ("mutation", "hf", "vllm")
 # use (see backends.build_tiny_causal_lm). Its outputs are garbage, which the verifier labels
 # `incorrect_output_format`; it exercises the hf path end to end on a CPU machine.
 TINY_MODEL = "tiny:qwen3"
-SPLIT_STRATEGIES = ("out_of_domain", "random", "fixed")
 
 
 @dataclass
@@ -41,32 +41,6 @@ class SourceConfig:
             raise ConfigError("config key `sources[].path` is required for kind=file")
         if self.limit < 0:
             raise ConfigError("config key `sources[].limit` must be >= 0")
-
-
-@dataclass
-class SplitConfig:
-    """How examples are assigned to train/validation/test, decided per example before generation.
-
-    `out_of_domain`: whole BFCL categories / tool catalogs are held out (`test_categories`), so no
-    tool seen in training appears in test; `random`: hashed per example; `fixed`: every example
-    gets `fixed`."""
-
-    strategy: str = "out_of_domain"
-    test_categories: list[str] = field(default_factory=list)  # out_of_domain: empty = splits module default
-    validation_fraction: float = 0.05
-    test_fraction: float = 0.1  # random
-    fixed: str = "train"
-    seed: int = 0
-
-    def validate(self) -> None:
-        if self.strategy not in SPLIT_STRATEGIES:
-            raise ConfigError(f"config key `split.strategy`: expected one of {SPLIT_STRATEGIES}, got {self.strategy!r}")
-        for key in ("validation_fraction", "test_fraction"):
-            v = getattr(self, key)
-            if not 0.0 <= v < 1.0:
-                raise ConfigError(f"config key `split.{key}` must be in [0, 1), got {v}")
-        if self.fixed not in ("train", "validation", "test"):
-            raise ConfigError(f"config key `split.fixed`: expected train|validation|test, got {self.fixed!r}")
 
 
 @dataclass
@@ -255,7 +229,13 @@ class RayConfig:
 @dataclass
 class GenerateConfig:
     sources: list[SourceConfig] = field(default_factory=lambda: [SourceConfig()])
-    split: SplitConfig = field(default_factory=SplitConfig)
+    # The one split definition of every stage (`fcrm_ray.data.splits.SplitConfig`, same key and
+    # defaults as `fcrm bench build`), so no bench-validation or test example is trained on
+    # through `generate`.
+    splits: SplitConfig = field(default_factory=SplitConfig)
+    # Removed: generate's own `split` section. Kept as a free-form key only so that an old config
+    # fails with a message naming its replacement instead of "unknown key".
+    split: dict[str, Any] = field(default_factory=dict)
     obfuscation: ObfuscationConfig = field(default_factory=ObfuscationConfig)
     generators: list[GeneratorConfig] = field(default_factory=lambda: [GeneratorConfig()])
     chosen: ChosenConfig = field(default_factory=ChosenConfig)
@@ -264,6 +244,8 @@ class GenerateConfig:
     ray: RayConfig = field(default_factory=RayConfig)
 
     def validate(self) -> None:
+        if self.split:
+            raise ConfigError(_removed_split_message(self.split))
         if not self.sources:
             raise ConfigError("config key `sources` must list at least one source")
         # fcrm_ray.config validates nested dataclasses but not lists of them: do it here, with the index.
@@ -283,6 +265,24 @@ class GenerateConfig:
 
     def active_generators(self) -> list[GeneratorConfig]:
         return [g for g in self.generators if g.enabled]
+
+
+# old `split.<key>` -> what replaces it under `splits` (the bench's `data.splits.SplitConfig`)
+_SPLIT_RENAMES = {
+    "strategy": "`splits.mode` (out_of_domain -> by_category, random -> by_example)",
+    "validation_fraction": "`splits.validation_fraction` (default 0.1, as in `fcrm bench build`)",
+    "test_fraction": "`splits.test_fraction`",
+    "test_categories": "`splits.test_categories`",
+    "seed": "`splits.seed`",
+    "fixed": "no single key: `splits.train_categories` + `splits.validation_fraction=0` put whole categories in train",
+}
+
+
+def _removed_split_message(old: dict) -> str:
+    key = next(iter(old))
+    new = _SPLIT_RENAMES.get(str(key), "the `splits` section (fcrm_ray.data.splits.SplitConfig)")
+    return (f"config key `split.{key}` was removed: `fcrm generate` now uses `splits`, the same split definition "
+            f"as `fcrm bench build`; use {new}")
 
 
 def _validate_tree(obj: Any) -> None:

@@ -122,7 +122,7 @@ def fingerprint(cfg: GenerateConfig) -> str:
     gens = [{k: v for k, v in g.items() if k not in _RESOURCE_KEYS} for g in d["generators"] if g["enabled"]]
     for g in gens:
         g.get("vllm", {}).pop("replicas", None)
-    return stable_hash(d["sources"], d["split"], d["obfuscation"], gens, d["chosen"], d["dedup"],
+    return stable_hash(d["sources"], d["splits"], d["obfuscation"], gens, d["chosen"], d["dedup"],
                        d["output"]["shard_size"], n=20)
 
 
@@ -148,18 +148,11 @@ def iter_source_examples(cfg: GenerateConfig, quarantine: Quarantine) -> Iterato
 
 
 def split_of(example: Example, cfg: GenerateConfig) -> str | None:
-    """The example's split (`data.splits.assign_split`: depends only on seed, id and category)."""
+    """The example's split: `data.splits.assign_split` with `cfg.splits`, the same function and
+    config section as `fcrm bench build`, so both stages put every example in the same split."""
     from fcrm_ray.data.splits import assign_split
 
-    sc = cfg.split
-    if sc.strategy == "fixed":
-        return sc.fixed
-    kw: dict[str, Any] = {"strategy": sc.strategy, "seed": sc.seed, "validation_fraction": sc.validation_fraction}
-    if sc.test_categories:
-        kw["test_categories"] = tuple(sc.test_categories)
-    if sc.strategy == "random":
-        kw["test_fraction"] = sc.test_fraction
-    return assign_split(example, **kw)
+    return assign_split(example.id, example.category, cfg.splits)
 
 
 def plan_inputs(cfg: GenerateConfig, layout: RunLayout) -> dict:

@@ -2,7 +2,9 @@
 the HTTP endpoint listens, and the request limits that keep the service up under bad input.
 
 Loaded with `fcrm_ray.config.load_config(ServeConfig, yaml, overrides)`. Safe by default: the
-proxy binds to 127.0.0.1; binding anywhere else without an auth token is a `ConfigError`.
+proxy binds to 127.0.0.1; binding anywhere else without an auth token is a `ConfigError`. "Anywhere
+else" is every host that is not a loopback address or `localhost`: an empty host, `0.0.0.0`, `::`,
+a hostname or an interface address all bind beyond loopback (Ray Serve binds 0.0.0.0 for "").
 """
 
 from __future__ import annotations
@@ -53,11 +55,14 @@ class ModelConfig:
 
     name: str = ""  # set from the key under `models:`; the `model` field of requests
     path: str = ""  # a trained RM folder (`fcrm train` output) or `pkg:...`
-    max_batch_size: int = 32  # candidates per forward pass (@serve.batch)
-    batch_wait_timeout_s: float = 0.01  # how long a partial batch waits for more candidates
-    max_length: int = 512  # tokens per prompt+candidate (prompt side truncated from the left)
+    max_batch_size: int = 32  # candidates per forward pass
+    # An idle replica that gets a candidate waits this long for company before its forward; under
+    # load the next batch is whatever queued during the previous forward (no wait).
+    batch_wait_timeout_s: float = 0.01
+    max_length: int | None = None  # tokens per prompt+candidate; None = the model's training max_length (train_config.yaml)
     device: str = "cpu"  # cpu | cuda
     dtype: str = "float32"
+    autocast: str = "auto"  # bf16 autocast only where the device runs it natively (fcrm_ray/hardware.py)
     trust_remote_code: bool = False
     # Requests (candidates) a replica accepts at once; must cover at least one full batch or the
     # batch queue never fills. 0 = 2 * max_batch_size (one batch running, one filling).
@@ -80,7 +85,7 @@ class ModelConfig:
             raise ConfigError(f"config key `models.{self.name}.max_batch_size` must be >= 1")
         if self.batch_wait_timeout_s < 0:
             raise ConfigError(f"config key `models.{self.name}.batch_wait_timeout_s` must be >= 0")
-        if self.max_length < 16:
+        if self.max_length is not None and self.max_length < 16:
             raise ConfigError(f"config key `models.{self.name}.max_length` must be >= 16")
         if self.dtype not in _DTYPES:
             raise ConfigError(f"config key `models.{self.name}.dtype`: one of {_DTYPES}, got {self.dtype!r}")
@@ -102,13 +107,91 @@ class LimitsConfig:
     max_items_per_request: int = 64
     max_queries_per_request: int = 256  # /get_reward
     request_timeout_s: float = 60.0  # Serve's end-to-end HTTP timeout
+    # Shape limits checked on the parsed body before validation, so nothing downstream recurses
+    # or loops over a hostile value: nesting depth, any string, and names (object keys and
+    # `name` values: tool, function, parameter names). A 3 MB tool name used to cost 1.8 s of
+    # rendering and slowed every other request.
+    max_json_depth: int = 48
+    max_string_chars: int = 262144
+    max_name_chars: int = 256
+    # A model replica that dies mid-request: the ingress retries the call this many times (Serve
+    # routes the retry to a live replica) before answering 503 + Retry-After.
+    model_retries: int = 3
+    model_retry_backoff_s: float = 0.2
+    health_timeout_s: float = 2.0  # /healthz: how long a model deployment may take to answer
 
     def validate(self) -> None:
-        for k in ("max_body_bytes", "max_candidates_per_item", "max_items_per_request", "max_queries_per_request"):
+        for k in ("max_body_bytes", "max_candidates_per_item", "max_items_per_request", "max_queries_per_request",
+                  "max_json_depth", "max_string_chars", "max_name_chars"):
             if getattr(self, k) < 1:
                 raise ConfigError(f"config key `limits.{k}` must be >= 1")
-        if self.request_timeout_s <= 0:
-            raise ConfigError("config key `limits.request_timeout_s` must be > 0")
+        if self.request_timeout_s <= 0 or self.health_timeout_s <= 0:
+            raise ConfigError("config key `limits.request_timeout_s` / `limits.health_timeout_s` must be > 0")
+        if self.model_retries < 0 or self.model_retry_backoff_s < 0:
+            raise ConfigError("config key `limits.model_retries` / `limits.model_retry_backoff_s` must be >= 0")
+
+
+REWARD_MODES = ("rm", "verifier", "mix")
+UNSCORED_RULES = ("penalty", "raw_text")
+
+
+@dataclass
+class RewardConfig:
+    """How a response's rewards are made from the model's scores (and the verifier's verdicts).
+
+    Unscorable candidates (empty, or longer than max_length; on /get_reward also a query that
+    failed to render, flagged `error` too) get `unscorable_reward`, flagged `unscorable`:
+      - "auto" (default): the reward model's own provable lower bound minus `unscorable_margin`.
+        A linear head over a bounded representation cannot go below -(bound): BERT-style heads
+        read a tanh pooler (|h_i| < 1, so r > -(|w|_1 + |b|)); heads over a final RMSNorm or
+        LayerNorm read u * gamma (+ beta) with |u|_2 <= sqrt(d), so
+        r >= -(sqrt(d) |w * gamma|_2 + |w . beta| + |b|).
+        So "auto" is strictly below every reward any scorable input can get, whatever the input.
+        (Heads we cannot bound fall back to -100.) The bound is reported in `GET /v1/models`.
+      - a number: that penalty.
+    Either way the value is also capped at (lowest scorable reward in the same response) -
+    `unscorable_margin`, so within one response (an RL step's batch, a Best-of-N pool) an
+    unscorable candidate always ranks last.
+    """
+
+    mode: str = "rm"  # rm | verifier | mix (see `combine` in serve/app.py)
+    unscorable_reward: str = "auto"  # "auto" or a number
+    unscorable_margin: float = 1.0
+    # /get_reward queries whose prompt has no parsable tool catalog or whose response holds no call:
+    # "penalty" = unscorable_reward (flagged), "raw_text" = the raw prompt/completion text scored
+    # as before (off the training distribution; flagged too).
+    unparsed: str = "penalty"
+    chat_family: str = "auto"  # the policy's chat-template family for parsing rendered text
+    # mode=mix: reward = rm + verifier_weight * (+1 correct / -1 wrong); mode=verifier: +1 / -1.
+    verifier_weight: float = 2.0
+
+    def floor_value(self) -> float | None:
+        """The configured penalty, or None for "auto"."""
+        return None if self.unscorable_reward == "auto" else float(self.unscorable_reward)
+
+    def validate(self) -> None:
+        if self.mode not in REWARD_MODES:
+            raise ConfigError(f"config key `reward.mode`: one of {REWARD_MODES}, got {self.mode!r}")
+        if self.unparsed not in UNSCORED_RULES:
+            raise ConfigError(f"config key `reward.unparsed`: one of {UNSCORED_RULES}, got {self.unparsed!r}")
+        if self.unscorable_reward != "auto":
+            try:
+                v = float(self.unscorable_reward)
+            except ValueError:
+                raise ConfigError(f"config key `reward.unscorable_reward`: \"auto\" or a number, got "
+                                  f"{self.unscorable_reward!r}") from None
+            if v != v or v in (float("inf"), float("-inf")):
+                raise ConfigError("config key `reward.unscorable_reward` must be finite")
+        if not self.unscorable_margin > 0:
+            raise ConfigError("config key `reward.unscorable_margin` must be > 0")
+        if self.verifier_weight < 0:
+            raise ConfigError("config key `reward.verifier_weight` must be >= 0")
+        from fcrm_ray.toolcall.chat_parse import ChatParseError, canonical_family
+
+        try:
+            canonical_family(self.chat_family)
+        except ChatParseError as e:
+            raise ConfigError(f"config key `reward.chat_family`: {e}") from None
 
 
 @dataclass
@@ -140,8 +223,9 @@ class ServeConfig:
     auth_token: str = ""
     auth_token_env: str = "FCRM_SERVE_TOKEN"
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
     ingress: IngressConfig = field(default_factory=IngressConfig)
-    ray_address: str = ""  # "" = start/attach local Ray; "auto" = existing cluster
+    ray_address: str = ""  # "" = start/attach local Ray; "local" = always start a new one; "auto" = existing cluster
     blocking: bool = True  # `fcrm serve` keeps running until Ctrl-C
 
     def resolved_token(self) -> str:
@@ -174,9 +258,11 @@ class ServeConfig:
 
 
 def is_loopback(host: str) -> bool:
-    if host in ("localhost", ""):
+    """True only for hosts that bind loopback alone. "" is not: Ray Serve (uvicorn) binds an
+    empty host on every interface. Hostnames other than `localhost` may resolve anywhere."""
+    if host == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False

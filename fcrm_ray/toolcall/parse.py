@@ -11,7 +11,8 @@ surrounding whitespace):
 - JSON (format "json"): `{"name": f, "arguments": {...}}` (or `"parameters"`; arguments may be a
   JSON *string*, OpenAI style), `{"function": {...}}` wrappers, OpenAI assistant messages
   `{"tool_calls": [{"type": "function", "function": {"name", "arguments": "<json>"}}]}`,
-  BFCL's `{"f": {"a": 1}}` single-key dicts, and lists of any of these;
+  BFCL's `{"f": {"a": 1}}` single-key dicts, and lists of any of these; several call objects
+  separated by `;` or newlines (Llama 3.x parallel calls: `{...}; {...}`);
 - Python calls (format "python"): `[f(a=1), g()]`, `f(a=1)`, several calls separated by
   newlines / commas / `;`, dotted names `math.factorial(n=5)`. Keyword arguments only: a
   positional argument is a format error (BFCL requires keywords). Values must be literals:
@@ -252,6 +253,9 @@ def _parse_payload(s: str) -> tuple[list[ToolCall], str]:
             return _calls_from_obj(value, depth=0), "json"
         except _ParseError as e:
             json_error = e
+        objects = _json_object_sequence(s) if s[0] == "{" else None
+        if objects is not None:
+            return _calls_from_obj(objects, depth=0), "json"
     try:
         return _parse_python(s)
     except _ParseError as e:
@@ -286,6 +290,26 @@ def _json_loads(s: str) -> Any:
         raise _ParseError("JSON is nested too deeply") from None
     except ValueError as e:  # non-finite numbers, integers over Python's digit limit
         raise _ParseError(f"invalid JSON: {e}") from None
+
+
+_SEQ_SEP = re.compile(r"\s*;?\s*")
+
+
+def _json_object_sequence(s: str) -> list | None:
+    """Several JSON call objects one after another, separated by `;` or whitespace (Llama 3.x's
+    parallel calls: `{"name": ...}; {"name": ...}`); None unless the whole text is such a sequence."""
+    decoder = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_finite_float)
+    objects, i = [], 0
+    try:
+        while i < len(s):
+            value, i = decoder.raw_decode(s, i)
+            if not isinstance(value, dict):
+                return None
+            objects.append(value)
+            i = _SEQ_SEP.match(s, i).end()
+    except (ValueError, RecursionError):
+        return None
+    return objects if len(objects) > 1 else None
 
 
 # ----------------------------------------------------------------------------------------------

@@ -397,13 +397,17 @@ def calls_form(calls: Sequence[ToolCall], specs: Sequence[ToolSpec], grounding: 
     return "\n[CALL] ".join(forms)
 
 
+UNPARSED_CHARS = 400  # of an output our parser cannot read, in the plain-text form
+
+
 def _render_plain(specs: Sequence[ToolSpec], messages: list[dict], calls: list[ToolCall] | None,
                   raw: str) -> tuple[str, str]:
     lines = ["[TOOLS] " + "\n".join(tool_line(t) for t in specs)] if specs else []
     lines += [_message_text(m) for m in messages]
     prompt = "\n".join(lines + ["[CALL]"])
-    if calls is None:
-        completion = " " + " ".join(raw.split())
+    if calls is None:  # says so, and keeps a long unparsable answer (prose, a second copy) scorable
+        text = " ".join(raw.split())
+        completion = " (not a parsable call) " + (text[:UNPARSED_CHARS] + " ..." if len(text) > UNPARSED_CHARS else text)
     elif not calls:
         completion = " (no call)"
     else:

@@ -52,6 +52,11 @@ class DataConfig:
     # columns get shares proportional to count ** balance_power (1 = the natural mix, 0 = equal)
     balance_by: list[str] = field(default_factory=list)
     balance_power: float = 1.0
+    # shares of `max_train_rows` per pair `source` (e.g. {bfcl: 0.7, bfcl_results: 0.3}: mutation
+    # pairs vs real model outputs), normalised; each source's share is then balanced by `balance_by`.
+    # Empty = one pool. Sources not named get no rows; a source short of its share gives the rest
+    # to the others. Only with a `max_train_rows` cap (0 = every row of every source).
+    source_weights: dict[str, float] = field(default_factory=dict)
     max_validation_rows: int = 0  # cap on the validation split (a stable subset; the final pass scores all of it); 0 = all
     max_eval_rows: int = 0  # cap for the periodic validation pass (the first rows of the validation subset); 0 = all
     max_test_rows: int = 0  # cap per final held-out split (test, extra_eval_splits): a stable subset; 0 = all
@@ -86,6 +91,9 @@ class DataConfig:
             raise ConfigError(f"config key `data.balance_power` must be in [0, 1], got {self.balance_power}")
         if self.length_group_size < 1:
             raise ConfigError("config key `data.length_group_size` must be >= 1")
+        bad = [k for k, v in self.source_weights.items() if not v >= 0]
+        if bad or (self.source_weights and not sum(self.source_weights.values()) > 0):
+            raise ConfigError(f"config key `data.source_weights`: weights must be >= 0 with a positive sum (bad: {bad})")
 
 
 @dataclass
@@ -106,18 +114,20 @@ class TrainLoopConfig:
     eval_every: int = 50  # optimizer steps between validation passes (0 = only at the end)
     log_every: int = 10
     seed: int = 42
-    num_threads: int = 0  # torch intra-op threads per worker (CPU); 0 = leave torch's default
+    num_threads: int = 0  # torch intra-op threads per worker (CPU); 0 = the CPUs Ray gave the worker (scaling.cpus_per_worker)
     # Causal LMs: chosen and rejected share the prompt, so each pair runs as ONE packed row
     # [prompt, chosen call, rejected call] with a block mask (`fcrm_ray/train/packing.py`).
     # auto = on where it applies (causal SeqCls, sdpa/eager attention) and a probe at start-up
     # reproduces the plain rewards; true = require it; false = two rows per pair.
     share_prompt: str = "auto"
     # Mixed precision for the `single`/`ddp` strategies: fp32 weights and optimizer, forward under
-    # torch.autocast(bfloat16), the reward head in fp32 (`none` = plain fp32). On CPUs with
-    # AVX512-BF16/AMX it is ~1.6x faster (measured on this machine's EPYC, MiniLM, batch 32 x 256:
-    # 3.75 s -> 2.30 s per step). Applies to the loop's validation/test passes too; `fcrm eval`
-    # and the service score in the checkpoint's dtype. DeepSpeed has its own `bf16` setting.
-    autocast: str = "none"
+    # torch.autocast(bfloat16), the reward head in fp32. `auto` = bf16 only where the worker's
+    # device runs it natively (CUDA with bf16; x86 CPUs with AVX512-BF16/AMX, see
+    # `fcrm_ray/hardware.py`), else fp32 - on an AVX2-only CPU emulated bf16 is >10x slower than
+    # fp32. `bf16` forces it (with a warning where it is emulated), `none` = plain fp32. The choice
+    # and its reason are printed at start and written to train_config.yaml. DeepSpeed runs set their
+    # precision from `model.dtype` (auto resolves to fp32 autocast-free there).
+    autocast: str = "auto"
     # Test hook: rank 0 calls os._exit(1) when it reaches this optimizer step on the first attempt
     # (no checkpoint to resume from yet beyond earlier ones), to exercise FailureConfig + resume.
     fault_inject_step: int = 0
@@ -142,8 +152,8 @@ class TrainLoopConfig:
             raise ConfigError("config key `train.center_coef` must be >= 0")
         if str(self.share_prompt).lower() not in ("auto", "true", "false"):
             raise ConfigError(f"config key `train.share_prompt`: expected auto, true or false, got {self.share_prompt!r}")
-        if self.autocast not in ("none", "bf16"):
-            raise ConfigError(f"config key `train.autocast`: expected none or bf16, got {self.autocast!r}")
+        if self.autocast not in ("auto", "none", "bf16"):
+            raise ConfigError(f"config key `train.autocast`: expected auto, none or bf16, got {self.autocast!r}")
         for key in ("eval_every", "log_every", "num_threads", "fault_inject_step", "max_steps"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"config key `train.{key}` must be >= 0")
@@ -230,10 +240,10 @@ class TrainConfig:
             raise ConfigError("config key `train.strategy=single` needs scaling.num_workers=1")
         if self.train.strategy != "deepspeed" and (self.deepspeed.offload_params or self.deepspeed.offload_optimizer):
             raise ConfigError("config keys `deepspeed.offload_*` need train.strategy=deepspeed")
-        if self.train.autocast != "none" and self.train.strategy == "deepspeed":
+        if self.train.autocast == "bf16" and self.train.strategy == "deepspeed":
             raise ConfigError("config key `train.autocast` is for strategies single/ddp; "
-                              "DeepSpeed sets its precision itself (`deepspeed.bf16`)")
-        if self.train.autocast != "none" and self.dtype != "float32":
+                              "DeepSpeed takes its precision from `model.dtype`")
+        if self.train.autocast == "bf16" and self.dtype != "float32":
             raise ConfigError(f"config key `train.autocast` needs float32 weights (model.dtype), got {self.dtype}")
         if self.model.dtype == "bfloat16" and not self.scaling.use_gpu:
             raise ConfigError("config key `model.dtype=bfloat16` is for GPUs; use float32 (or auto) on CPU")

@@ -156,6 +156,33 @@ def balanced_subset(rows: Sequence[Mapping], cap: int, by: Sequence[str] = (), p
     return sorted(picked, key=lambda r: stable_hash(r["id"]))
 
 
+def weighted_subset(rows: Sequence[Mapping], cap: int, weights: Mapping[str, float], by: Sequence[str] = (),
+                    power: float = 1.0, column: str = "source") -> list:
+    """At most `cap` rows, shared among the values of `column` by `weights` (normalised; values
+    not named get nothing), each share a `balanced_subset`. A value with fewer rows than its share
+    gives all it has and the remainder goes to the others in proportion."""
+    from fcrm_ray.data.pairs import stable_hash
+
+    groups: dict[str, list] = {}
+    for r in rows:
+        if weights.get(r.get(column), 0) > 0:
+            groups.setdefault(r.get(column), []).append(r)
+    quota, left, active = {}, cap, set(groups)
+    while active:
+        total = sum(weights[k] for k in active)
+        short = {k for k in active if len(groups[k]) <= left * weights[k] / total}
+        if not short:
+            for k in sorted(active):
+                quota[k] = int(round(left * weights[k] / total))
+            break
+        for k in short:
+            quota[k] = len(groups[k])
+            left -= len(groups[k])
+        active -= short
+    picked = [r for k, g in groups.items() if quota.get(k, 0) > 0 for r in balanced_subset(g, quota[k], by, power)]
+    return sorted(picked, key=lambda r: stable_hash(r["id"]))
+
+
 # --- batching ----------------------------------------------------------------------------------
 
 def length_grouped_batches(lengths: Sequence[int], batch_size: int, group_size: int, seed: int,

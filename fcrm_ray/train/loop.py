@@ -30,6 +30,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from fcrm_ray.models import keep_head_fp32  # noqa: F401  (tests import it from here)
 from fcrm_ray.train.checkpoint import (CKPT_META, DS_DIR, DS_TAG, HF_DIR, TORCH_STATE, checkpoint_problem,
                                        files_under, write_manifest)
 
@@ -75,25 +76,6 @@ def _comm_device():
     import torch.distributed as dist
 
     return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
-
-
-def keep_head_fp32(model) -> None:
-    """Under autocast, run the reward head (`score` / `classifier`) in fp32 on fp32 inputs, so
-    rewards keep fp32 resolution (bf16 rewards would tie close pairs). Patches the instance's
-    forward only: parameters and state-dict keys are unchanged."""
-    import torch
-
-    for name in ("score", "classifier"):
-        head = getattr(model, name, None)
-        if isinstance(head, torch.nn.Module):
-            inner = head.forward
-
-            def forward(x, *args, _inner=inner, **kwargs):
-                with torch.autocast(x.device.type, enabled=False):
-                    return _inner(x.float(), *args, **kwargs)
-
-            head.forward = forward
-            return
 
 
 def disable_dropout(model) -> None:
@@ -143,9 +125,12 @@ def train_loop_per_worker(loop_config: dict) -> None:
     cfg = config_from_dict(loop_config["cfg"])
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    if cfg.train.num_threads:
-        torch.set_num_threads(cfg.train.num_threads)
+    from fcrm_ray.hardware import set_torch_threads
+
+    threads = set_torch_threads(cfg.train.num_threads) if not cfg.scaling.use_gpu else torch.get_num_threads()
     torch.manual_seed(cfg.train.seed + rank)
+    if rank == 0:
+        say(f"worker: {world} x {'GPU' if cfg.scaling.use_gpu else 'CPU'}, {threads} torch threads per worker")
 
     trainer = _WorkerTrainer(cfg, loop_config, rank, world)
     trainer.run()
@@ -163,6 +148,18 @@ class _WorkerTrainer:
         self.history: list[dict] = []
         self.step = 0
         self.share_prompt = self.causal = False  # decided once the model is built
+        # bf16 autocast only where this worker's device runs it natively (`fcrm_ray/hardware.py`)
+        from fcrm_ray.hardware import resolve_autocast
+
+        device_type = "cuda" if cfg.scaling.use_gpu else "cpu"
+        if cfg.train.strategy == "deepspeed" or cfg.dtype != "float32":
+            self.autocast, self.autocast_reason = "none", f"weights in {cfg.dtype}" + (
+                " (DeepSpeed sets its own precision)" if cfg.train.strategy == "deepspeed" else "")
+        else:
+            self.autocast, self.autocast_reason = resolve_autocast(cfg.train.autocast, device_type)
+        if rank == 0:
+            say(f"precision: {'bf16 autocast (fp32 weights, fp32 reward head)' if self.autocast == 'bf16' else 'fp32'}"
+                f" - {self.autocast_reason}")
 
     # setup ---------------------------------------------------------------------------------
     def _load_rows(self, name: str, cap: int = 0) -> list[dict]:
@@ -214,7 +211,7 @@ class _WorkerTrainer:
                 model.config.use_cache = False
         self.pad_id = tok.pad_token_id
         self.tokenizer = tok
-        if cfg.train.autocast != "none":
+        if self.autocast != "none":
             keep_head_fp32(model)
         return model
 
@@ -223,7 +220,7 @@ class _WorkerTrainer:
 
         import torch
 
-        if self.cfg.train.autocast == "none":
+        if self.autocast == "none":
             return contextlib.nullcontext()
         return torch.autocast(self._device().type, dtype=torch.bfloat16)
 
@@ -352,6 +349,8 @@ class _WorkerTrainer:
         import torch
         from transformers import AutoModelForSequenceClassification
 
+        from fcrm_ray.models import mark_reward_config
+
         if self.cfg.train.strategy == "deepspeed" and self.cfg.deepspeed.zero_stage == 3:
             state = self.engine._zero3_consolidated_16bit_state_dict()
         else:
@@ -373,7 +372,7 @@ class _WorkerTrainer:
                 mod = fresh.get_submodule(mod_name) if mod_name else fresh
                 src = self.module.get_buffer(name)
                 mod.register_buffer(attr, src.detach().cpu().clone(), persistent=False)
-        fresh.config.pad_token_id = self.pad_id
+        mark_reward_config(fresh.config, self.pad_id)  # problem_type/labels/pad for transformers and vLLM
         fresh.save_pretrained(out)
         self.tokenizer.save_pretrained(out)
 
@@ -431,7 +430,7 @@ class _WorkerTrainer:
                 plain = torch.cat(self._pair_rewards(probe, packed=False)[:2]).float().cpu()
                 packed = torch.cat(self._pair_rewards(probe, packed=True)[:2]).float().cpu()
             self.engine.train(was_training)
-            tol = 1e-4 if self.cfg.dtype == "float32" and self.cfg.train.autocast == "none" else 5e-2
+            tol = 1e-4 if self.cfg.dtype == "float32" and self.autocast == "none" else 5e-2
             diff = float(((plain - packed).abs() / plain.abs().clamp(min=1.0)).max())
             if not diff <= tol:  # also NaN
                 why_not = f"probe rewards differ from the plain path by {diff:.3g}"
@@ -460,8 +459,12 @@ class _WorkerTrainer:
         n = _all_reduce_int(len(batches), "max")  # same number of forwards on every rank (ZeRO-3)
         records = []
         self.engine.eval()
+        t0, marks = time.time(), {n * q // 4 for q in (1, 2, 3)} if len(rows) >= 400 else set()
         with torch.no_grad():
             for i in range(n):
+                if i in marks and self.rank == 0:  # long passes: a line per quarter, so a slow run is not a hung one
+                    say(f"  evaluating {len(rows)} pairs: {100 * i // n}% ({_hms(time.time() - t0)} elapsed, "
+                        f"eta {_hms((time.time() - t0) / i * (n - i))})")
                 real = i < len(batches)
                 idx = batches[i] if real else [0]
                 pool = mine if mine else rows
@@ -512,6 +515,7 @@ class _WorkerTrainer:
         wandb_run = self._init_wandb() if self.rank == 0 else None
         window = defaultdict(float)
         t_window, pairs_window, tokens_window = time.time(), 0, 0
+        t_start, start_step, eval_time = time.time(), self.step, 0.0
         ckpt_every = cfg.ckpt.every_steps or t.eval_every
         while self.step < self.total_steps:
             for micro in range(t.gradient_accumulation_steps):
@@ -536,20 +540,27 @@ class _WorkerTrainer:
                 self._wait_for_committed_checkpoints()
                 say(f"fault_inject_step={self.step}: rank 0 exits (test hook)")
                 os._exit(1)  # test hook (train.fault_inject_step): simulate a worker crash
-            if self.step % max(1, t.log_every) == 0 or self.step == self.total_steps:
-                dt = max(time.time() - t_window, 1e-9)
-                rec = {"step": self.step, "epoch": epoch, "lr": self._lr(), "time": time.time()}
+            first = self.step == start_step + 1  # a line after the first step: the run is alive
+            if self.step % max(1, t.log_every) == 0 or self.step == self.total_steps or first:
+                now = time.time()
+                dt = max(now - t_window, 1e-9)
+                rec = {"step": self.step, "epoch": epoch, "lr": self._lr(), "time": now}
                 rec.update({f"train/{k}": v / window["n"] for k, v in window.items() if k != "n"})
                 # throughput of this worker times the number of workers (ranks run in lockstep)
                 rec["train/pairs_per_s"] = pairs_window * self.world / dt
                 rec["train/tokens_per_s"] = tokens_window * self.world / dt
-                self._log(rec, wandb_run)
                 if self.rank == 0:
+                    train_time = now - t_start - eval_time  # ETA from training time only
+                    eta = train_time / (self.step - start_step) * (self.total_steps - self.step)
                     say(f"step {self.step}/{self.total_steps} loss {rec['train/loss']:.4f} "
-                          f"acc {rec['train/accuracy']:.3f} {rec['train/pairs_per_s']:.1f} pairs/s "
-                          f"{rec['train/tokens_per_s']:.0f} tok/s")
-                window.clear()
-                t_window, pairs_window, tokens_window = time.time(), 0, 0
+                        f"acc {rec['train/accuracy']:.3f} {rec['train/pairs_per_s']:.1f} pairs/s "
+                        f"{rec['train/tokens_per_s']:.0f} tok/s elapsed {_hms(now - t_start)} "
+                        f"eta {_hms(eta)} (training steps; final evaluation after)")
+                if not first or self.step % max(1, t.log_every) == 0 or self.step == self.total_steps:
+                    # the log_every records (metrics.jsonl, wandb) keep their cadence and windows
+                    self._log(rec, wandb_run)
+                    window.clear()
+                    t_window, pairs_window, tokens_window = time.time(), 0, 0
             do_eval = t.eval_every and self.step % t.eval_every == 0 and self.step < self.total_steps
             do_ckpt = ckpt_every and self.step % ckpt_every == 0 and self.step < self.total_steps
             if do_eval or do_ckpt:
@@ -563,6 +574,7 @@ class _WorkerTrainer:
                         say(f"step {self.step} validation accuracy {ev.get('accuracy', float('nan')):.4f} "
                               f"({ev.get('n', 0)} pairs)")
                     t_window += time.time() - t_eval  # throughput counts training time only
+                    eval_time += time.time() - t_eval
                 if do_ckpt:
                     self._save_and_report(metrics)
                 else:
@@ -570,7 +582,12 @@ class _WorkerTrainer:
 
                     ray.train.report(metrics)
 
-        final = {"step": self.step, "validation": self.evaluate(val_rows) if val_rows else {}, "test": {}}
+        if self.rank == 0:
+            say(f"final evaluation: validation {len(val_rows)} pairs, "
+                + ", ".join(f"{n} {len(r)}" for n, r in final_sets.items()) + f" (elapsed {_hms(time.time() - t_start)})")
+        final = {"step": self.step, "validation": self.evaluate(val_rows) if val_rows else {}, "test": {},
+                 "precision": {"autocast": self.autocast, "reason": self.autocast_reason,
+                               "torch_threads": torch.get_num_threads()}}
         for name, rows in final_sets.items():
             final[name] = self.evaluate(rows) if rows else {}
         flat = {}
@@ -635,6 +652,11 @@ class _WorkerTrainer:
         return wandb.init(project=lc.wandb_project, name=lc.run_name or self.run_name, mode=lc.wandb_mode,
                           config=to_dict(self.cfg), dir=os.environ.get("WANDB_DIR") or self.wandb_dir,
                           reinit="create_new")
+
+
+def _hms(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else f"{seconds // 60}:{seconds % 60:02d}"
 
 
 def _flat(prefix: str, ev: dict) -> dict:

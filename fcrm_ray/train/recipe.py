@@ -66,19 +66,21 @@ def read_split_rows(d, quarantine: Quarantine) -> dict[str, list[dict]]:
     random-looking, stable subset (by pair id; the train cap balanced by `data.balance_by`)."""
     files: dict[str, list[dict]] = {}
 
-    from fcrm_ray.train.data import balanced_subset
+    from fcrm_ray.train.data import balanced_subset, weighted_subset
 
-    def rows_of(paths, split: str, cap: int, by=(), power: float = 1.0) -> list[dict]:
+    def rows_of(paths, split: str, cap: int, by=(), power: float = 1.0, weights=None) -> list[dict]:
         out = []
         for path in paths:
             if path not in files:
                 files[path] = read_pairs(path, quarantine=quarantine)
             out += [r for r in files[path] if not split or r["split"] == split]
+        if weights and cap:
+            return weighted_subset(out, cap, weights, by, power)
         return balanced_subset(out, cap, by, power)
 
     test_path = d.test_path or d.train_path
     rows = {"train": rows_of([d.train_path, *d.extra_train_paths], d.train_split, d.max_train_rows,
-                             d.balance_by, d.balance_power),
+                             d.balance_by, d.balance_power, dict(d.source_weights)),
             "validation": rows_of([d.validation_path or d.train_path], d.validation_split, d.max_validation_rows),
             "test": rows_of([test_path], d.test_split, d.max_test_rows)}
     for split in d.extra_eval_splits:
@@ -205,6 +207,12 @@ def run_training(cfg: TrainConfig, out_dir: str) -> dict:
             shutil.copy2(f, out / f.name)
         meta = json.loads((d / CKPT_META).read_text())
     final = json.loads(result.metrics["final"])
+    precision = final.get("precision") or {}
+    if precision.get("autocast") in ("bf16", "none"):  # what `auto` became on the workers' hardware
+        cfg.train.autocast = precision["autocast"]
+        (out / "train_config.yaml").write_text(f"# train.autocast resolved on the worker: {precision.get('reason', '')}; "
+                                               f"{precision.get('torch_threads')} torch threads per worker\n"
+                                               + to_yaml(cfg))
     write_artifacts(out, final, meta.get("history", []), stats)
     return final
 
@@ -252,7 +260,7 @@ def main(argv: list[str] | None = None, prog: str = "fcrm train") -> int:
     cfg = load_config(TrainConfig, args.config, args.overrides)
     final = run_training(cfg, args.out)
     accs = ", ".join(f"{name} accuracy {ev.get('accuracy')}" for name, ev in final.items()
-                     if isinstance(ev, dict) and ev)
+                     if isinstance(ev, dict) and "accuracy" in ev)
     print(f"[fcrm train] done: {accs} -> {args.out}", flush=True)
     return 0
 

@@ -1,0 +1,175 @@
+"""The `bfcl_results` source: BFCL result/score folders -> judged real outputs, pairs and pools.
+
+The fixture is written here in the BFCL v2 layout (a few rows, no copied result files): two
+models, three questions of the installed bfcl-eval wheel."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from fcrm_ray.data import bfcl_results as br
+from fcrm_ray.data.sources import read_bfcl
+
+V2 = "gorilla_openfunctions_v1_test_{}_result.json"
+
+
+@pytest.fixture(scope="module")
+def examples():
+    return {e.id: e for e in read_bfcl(["simple_python", "parallel", "simple_java"])}
+
+
+def _write(path: Path, rows) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def _prompt(ex, qid, question=None):
+    return {"id": qid, "question": question or ex.conversation[0]["content"],
+            "function": [t.to_dict() for t in ex.tools]}
+
+
+@pytest.fixture()
+def results_dir(tmp_path, examples):
+    root = tmp_path / "BFCL-Result" / "2024-08-11"
+    tri, spot, java = examples["simple_python_0"], examples["parallel_0"], examples["simple_java_0"]
+    # model A (FC format, underscores for dots): right on simple_0 and parallel_0, wrong value on java_0
+    _write(root / "result" / "modelA-FC" / V2.format("simple"), [
+        {"id": "simple_0", "result": [{"calculate_triangle_area": json.dumps({"base": 10, "height": 5})}]}])
+    _write(root / "result" / "modelA-FC" / V2.format("parallel_function"), [
+        {"id": "parallel_function_0", "result": [{"spotify_play": json.dumps({"artist": "Taylor Swift", "duration": 20})},
+                                                 {"spotify_play": json.dumps({"artist": "Maroon 5", "duration": 15})}]}])
+    _write(root / "result" / "modelA-FC" / V2.format("java"), [
+        {"id": "java_0", "result": [{"GeometryPresentation_createPresentation":
+                                     json.dumps({"controller": "mapCtrl", "parent": "mapArea"})}]}])
+    _write(root / "score" / "modelA-FC" / "java_score.json", [
+        {"accuracy": 0.0, "correct_count": 0, "total_count": 1},
+        {"id": 1, "valid": False, "prompt": _prompt(java, "java_0", "How can I" + java.conversation[0]["content"][7:])}])
+    _write(root / "score" / "modelA-FC" / "simple_score.json", [{"accuracy": 1.0}])
+    _write(root / "score" / "modelA-FC" / "parallel_function_score.json", [{"accuracy": 1.0}])
+    # model B (Python syntax): drops a call on parallel_0, wrong value on simple_0, and an output
+    # whose question BFCL recorded differently (dropped as question_changed)
+    _write(root / "result" / "gorilla-openfunctions-v2" / V2.format("simple"), [
+        {"id": "simple_0", "result": "calculate_triangle_area(base=10, height=50)"}])
+    _write(root / "result" / "gorilla-openfunctions-v2" / V2.format("parallel_function"), [
+        {"id": "parallel_function_0", "result": "spotify.play(artist='Taylor Swift', duration=20)"}])
+    _write(root / "score" / "gorilla-openfunctions-v2" / "simple_score.json", [
+        {"accuracy": 0.0}, {"id": 1, "valid": False, "prompt": _prompt(tri, "simple_0")}])
+    _write(root / "score" / "gorilla-openfunctions-v2" / "parallel_function_score.json", [
+        {"accuracy": 0.0}, {"id": 1, "valid": False, "prompt": _prompt(spot, "parallel_function_0")}])
+    return root
+
+
+def test_ids_and_licences():
+    assert br.wheel_id("simple_12", "simple") == "simple_python_12"
+    assert br.wheel_id("multiple_function_3", "multiple_function") == "multiple_3"
+    assert br.wheel_id("parallel_multiple_function_3", "parallel_multiple_function") == "parallel_multiple_3"
+    assert br.wheel_id("java_3", "java") == "simple_java_3"
+    assert br.wheel_id("live_simple_0-0-0", "live_simple") == "live_simple_0-0-0"
+    assert br.model_licence("gorilla-openfunctions-v2") == ("Apache-2.0", True)
+    assert br.model_licence("open-mixtral-8x22b-FC-Any")[1] is True
+    assert br.model_licence("gpt-4o-2024-08-06-FC")[1] is False
+    assert br.model_licence("some-new-model")[1] is False  # unknown: never trained on
+    assert br.model_family("bfcl:claude-3-opus-20240229-FC") == "anthropic-claude"
+    assert br.model_family("mutation:swap_values") == "mutation"
+
+
+def test_find_files_v2_and_v3(tmp_path, results_dir):
+    files = br.find_result_files(results_dir)
+    assert {(f.model, f.category) for f in files} == {
+        ("modelA-FC", "simple_python"), ("modelA-FC", "parallel"), ("modelA-FC", "simple_java"),
+        ("gorilla-openfunctions-v2", "simple_python"), ("gorilla-openfunctions-v2", "parallel")}
+    assert all(f.score is not None for f in files)
+    v3 = tmp_path / "v3"
+    _write(v3 / "result" / "m" / "BFCL_v3_simple_result.json", [{"id": "simple_0", "result": "x"}])
+    _write(v3 / "result" / "m" / "live" / "BFCL_v4_live_simple_result.json", [{"id": "live_simple_0-0-0", "result": "x"}])
+    assert sorted(f.category for f in br.find_result_files(v3)) == ["live_simple", "simple_python"]
+    with pytest.raises(FileNotFoundError, match="no BFCL result files"):
+        br.find_result_files(tmp_path / "v3" / "result" / "m" / "live")
+
+
+def test_read_results_judges_with_our_verifier(results_dir, examples):
+    outs, stats = br.read_results([results_dir], ["simple_python", "parallel", "simple_java"], examples)
+    stats.check()
+    got = {(o.model, o.example_id): o for o in outs}
+    a = got[("modelA-FC", "parallel_0")]
+    assert a.correct and json.loads(a.output)[0]["name"] == "spotify.play"  # FC name mapped back
+    assert got[("modelA-FC", "simple_python_0")].correct
+    java = got[("modelA-FC", "simple_java_0")]  # reworded question ("How can I" vs "Help me") still matches
+    assert not java.correct and java.error_type == "incorrect_parameter_value" and java.bfcl_correct is False
+    b = got[("gorilla-openfunctions-v2", "parallel_0")]
+    assert not b.correct and b.error_type == "incorrect_number_of_functions"
+    assert got[("gorilla-openfunctions-v2", "simple_python_0")].error_type == "incorrect_parameter_value"
+    assert stats.outputs_read == 5 and stats.kept == 5
+
+
+def test_disagreement_and_changed_question_are_dropped(results_dir, examples):
+    tri = examples["simple_python_0"]
+    # BFCL says model A failed simple_0 although our verifier accepts it; and it recorded another question
+    _write(results_dir / "score" / "modelA-FC" / "simple_score.json", [
+        {"accuracy": 0.0}, {"id": 1, "valid": False, "prompt": _prompt(tri, "simple_0")}])
+    _write(results_dir / "score" / "gorilla-openfunctions-v2" / "parallel_function_score.json", [
+        {"accuracy": 0.0}, {"id": 1, "valid": False,
+                            "prompt": _prompt(examples["parallel_0"], "parallel_function_0", "Play three songs of Adele.")}])
+    outs, stats = br.read_results([results_dir], ["simple_python", "parallel", "simple_java"], examples)
+    assert stats.dropped["disagree_ours_correct_with_bfcl"] == 1
+    assert sum(v for k, v in stats.dropped.items() if k.startswith("question_changed")) == 2  # both models' parallel_0
+    assert stats.outputs_read == stats.kept + sum(stats.dropped.values()) == 5
+
+
+def test_pairs_and_pools(results_dir, examples):
+    outs, stats = br.read_results([results_dir], ["simple_python", "parallel", "simple_java"], examples)
+    split_of = {"simple_python_0": "test_real", "parallel_0": "test_real", "simple_java_0": "train"}
+    trainable = {"modelA-FC": False, "gorilla-openfunctions-v2": True}
+    counters = Counter()
+    rows = br.real_pairs(outs, examples, split_of, trainable, counters=counters)
+    by = {(r["example_id"], r["generator"]): r for r in rows}
+    # test pairs: every model; chosen = the OTHER model's correct real output
+    p = by[("parallel_0", "bfcl:gorilla-openfunctions-v2")]
+    assert p["split"] == "test_real" and p["source"] == "bfcl_results"
+    assert json.loads(p["chosen_output"])[1]["arguments"] == {"artist": "Maroon 5", "duration": 15}
+    assert p["error_type"] == "incorrect_number_of_functions"
+    # train pairs: only licence-permissive models (model A's java error is not used)
+    assert ("simple_java_0", "bfcl:modelA-FC") not in by and counters["real_not_trainable_licence"] == 1
+    pools = br.bon_pools(outs, examples, pool_size=16, seed=0)
+    assert {p["example_id"] for p in pools} == {"simple_python_0", "parallel_0"}  # java_0: one model only
+    pool = next(p for p in pools if p["example_id"] == "parallel_0")
+    assert sorted(pool["models"]) == ["gorilla-openfunctions-v2", "modelA-FC"] and len(pool["candidates"]) == 2
+    assert br.bon_pools(outs, examples, pool_size=16, seed=0) == pools  # seeded order
+
+
+def test_bench_build_with_result_folders(tmp_path, results_dir):
+    from fcrm_ray.config import load_config
+    from fcrm_ray.data.bench import BenchConfig, build
+    from fcrm_ray.data.pairs import read_pairs
+
+    cfg = load_config(BenchConfig, None, [
+        f"out={tmp_path / 'bench'}", "categories=[live_simple]", "max_examples_per_category=12",
+        "obfuscate_train=0", "obfuscate_test=false", f"sources.bfcl_results=[{results_dir}]",
+        "bfcl_results.categories=[simple_python,parallel,simple_java]"])
+    stats = build(cfg)
+    real = [r for r in read_pairs(tmp_path / "bench") if r["source"] == "bfcl_results"]
+    # the held-out Python questions give test_real pairs (every model); model A's Java error is
+    # not trained on (its licence is unknown), so no real train pair
+    assert sorted((r["split"], r["example_id"]) for r in real) == [("test_real", "parallel_0"),
+                                                                  ("test_real", "simple_python_0")]
+    assert stats["bfcl_results"]["outputs_read"] == 5 and stats["bfcl_results"]["pools"] == 2
+    pools = [json.loads(line) for line in (tmp_path / "bench" / "pools_real.jsonl").read_text().splitlines()]
+    assert {p["example_id"] for p in pools} == {"simple_python_0", "parallel_0"}
+
+
+def test_near_duplicate_questions_are_kept_out_of_training(examples):
+    from fcrm_ray.data.bench import BenchConfig, near_duplicate_keys, question_key
+
+    test_ex = examples["simple_python_0"]
+    twin = replace(test_ex, id="live_simple_999-0-0", category="live_simple",
+                   conversation=[{"role": "user", "content": "  find the AREA of a triangle with a base of 10 units "
+                                                             "and height of 5 units."}])
+    keys = near_duplicate_keys({"simple_python": [test_ex], "live_simple": [twin]}, BenchConfig())
+    assert question_key(twin) in keys  # same text up to case/spaces and the same tool names
+    other = replace(twin, tools=twin.tools[:0])
+    assert question_key(other) not in keys
