@@ -61,13 +61,16 @@ def bf16_native(device_type: str) -> tuple[bool, str]:
     return cpu_bf16_native()
 
 
-def resolve_autocast(requested: str, device_type: str = "cpu") -> tuple[str, str]:
-    """`auto` | `bf16` | `none` -> (`bf16` | `none`, reason). An explicit `bf16` on hardware
-    without native bf16 is kept (the user asked) with a loud warning."""
+def resolve_autocast(requested: str, device_type: str = "cpu", weights_dtype: str = "float32") -> tuple[str, str]:
+    """`auto` | `bf16` | `none` -> (`bf16` | `none`, reason). `auto` over weights that are not fp32
+    (already bf16/fp16) means no autocast. An explicit `bf16` on hardware without native bf16 is
+    kept (the user asked) with a loud warning."""
     if requested not in AUTOCAST_MODES:
         raise ValueError(f"autocast: expected one of {AUTOCAST_MODES}, got {requested!r}")
     if requested == "none":
         return "none", "autocast=none (fp32)"
+    if requested == "auto" and weights_dtype != "float32":
+        return "none", f"weights in {weights_dtype}"
     native, why = bf16_native(device_type)
     if requested == "auto":
         return ("bf16", f"auto -> bf16: {why}") if native else ("none", f"auto -> fp32: {why}")

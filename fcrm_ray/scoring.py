@@ -99,12 +99,9 @@ class RewardScorer:
         self.model, self.tokenizer = load_reward_model(self.model_path, dtype=dtype, device=device,
                                                        trust_remote_code=trust_remote_code)
         device_type = "cuda" if str(device).startswith("cuda") else "cpu"
-        self.autocast, self.autocast_reason = (("none", f"weights in {dtype}") if dtype != "float32" and autocast == "auto"
-                                               else resolve_autocast(autocast, device_type))
+        self.autocast, self.autocast_reason = resolve_autocast(autocast, device_type, dtype)
         if self.autocast == "bf16":
             keep_head_fp32(self.model)
-        log.info("scorer %s: max_length %d, %s (%s), %d torch threads", self.model_path, max_length,
-                 "bf16 autocast" if self.autocast == "bf16" else dtype, self.autocast_reason, __import__("torch").get_num_threads())
         limit = getattr(self.model.config, "max_position_embeddings", None)
         if isinstance(limit, int) and 0 < limit < self.max_length:
             # e.g. MiniLM's 512: longer inputs would index past the position table
@@ -112,6 +109,9 @@ class RewardScorer:
             self.max_length = limit
         self.pad_id = int(self.tokenizer.pad_token_id)
         import torch
+
+        log.info("scorer %s: max_length %d, %s (%s), %d torch threads", self.model_path, self.max_length,
+                 "bf16 autocast" if self.autocast == "bf16" else dtype, self.autocast_reason, torch.get_num_threads())
 
         last_token_head = isinstance(getattr(self.model, "score", None), torch.nn.Linear)
         self.full_padding_side = padding_side if last_token_head else "right"

@@ -98,3 +98,9 @@ def test_scorer_autocast_auto_follows_the_probe(tmp_path, cpu):
     assert s.autocast == "bf16"
     exact = RewardScorer(path).score_texts(["[TOOLS] f\n[CALL]"], [" f(x=1)"])[0]
     assert s.score_texts(["[TOOLS] f\n[CALL]"], [" f(x=1)"])[0] == pytest.approx(exact, abs=5e-2)
+
+
+def test_auto_over_low_precision_weights_is_no_autocast(cpu):
+    cpu(avx512_bf16=True)
+    assert resolve_autocast("auto", "cpu", "bfloat16") == ("none", "weights in bfloat16")
+    assert resolve_autocast("auto", "cpu", "float32")[0] == "bf16"

@@ -152,11 +152,10 @@ class _WorkerTrainer:
         from fcrm_ray.hardware import resolve_autocast
 
         device_type = "cuda" if cfg.scaling.use_gpu else "cpu"
-        if cfg.train.strategy == "deepspeed" or cfg.dtype != "float32":
-            self.autocast, self.autocast_reason = "none", f"weights in {cfg.dtype}" + (
-                " (DeepSpeed sets its own precision)" if cfg.train.strategy == "deepspeed" else "")
+        if cfg.train.strategy == "deepspeed":
+            self.autocast, self.autocast_reason = "none", f"weights in {cfg.dtype} (DeepSpeed sets its own precision)"
         else:
-            self.autocast, self.autocast_reason = resolve_autocast(cfg.train.autocast, device_type)
+            self.autocast, self.autocast_reason = resolve_autocast(cfg.train.autocast, device_type, cfg.dtype)
         if rank == 0:
             say(f"precision: {'bf16 autocast (fp32 weights, fp32 reward head)' if self.autocast == 'bf16' else 'fp32'}"
                 f" - {self.autocast_reason}")
