@@ -18,6 +18,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("report",): ("fcrm_ray.evaluate.report:main", "HTML/Markdown report over eval runs"),
     ("serve",): ("fcrm_ray.serve.app:main", "Ray Serve reward service"),
     ("filter",): ("fcrm_ray.filter.pipeline:main", "reward-guided filtering of an SFT corpus"),
+    ("cluster", "check"): ("fcrm_ray.cluster_check:main", "will every stage fit a node type of a cluster file?"),
     ("pipeline",): ("fcrm_ray.pipeline:main", "run the stages end to end (configs/pipeline/*.yaml)"),
     ("quickstart",): ("fcrm_ray.pipeline:quickstart", "CPU end-to-end demo (configs/pipeline/cpu.yaml)"),
 }

@@ -22,8 +22,12 @@ class ConfigError(ValueError):
     """A bad config value; the message names the key."""
 
 
-def load_config(schema: type[T], path: str | Path | None = None, overrides: Sequence[str] = ()) -> T:
-    """Merge defaults of `schema` <- YAML file <- dotlist overrides; return a `schema` instance."""
+def load_config(schema: type[T], path: str | Path | None = None, overrides: Sequence[str] = (),
+                sections: Sequence[str] | None = None) -> T:
+    """Merge defaults of `schema` <- YAML file <- dotlist overrides; return a `schema` instance.
+    `sections`: validate only these top-level fields (a dataclass or a list of them) instead of the
+    whole config (`fcrm cluster check` reads resource sections of configs whose paths exist only
+    on the cluster)."""
     try:
         cfg = OmegaConf.structured(schema)
         if path is not None:
@@ -41,7 +45,12 @@ def load_config(schema: type[T], path: str | Path | None = None, overrides: Sequ
         key = getattr(e, "full_key", None) or getattr(e, "key", None)
         msg = str(e).splitlines()[0]
         raise ConfigError(f"config key `{key}`: {msg}" if key else f"config: {msg}") from None
-    _validate(obj, prefix="")
+    if sections is None:
+        _validate(obj, prefix="")
+    for name in sections or ():
+        part = getattr(obj, name)
+        for p in part if isinstance(part, list) else [part]:
+            _validate(p, name + ".")
     return obj
 
 

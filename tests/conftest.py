@@ -14,3 +14,11 @@ def bfcl_dir():
     from fcrm_ray.paths import bfcl_data_dir
 
     return bfcl_data_dir()
+
+
+@pytest.fixture(scope="module")
+def tiny_rm(tmp_path_factory):
+    """A tiny random-init BERT reward model saved with save_pretrained (one per test module)."""
+    from fcrm_ray.models import build_tiny_bert_rm
+
+    return str(build_tiny_bert_rm(tmp_path_factory.mktemp("rm") / "tiny-bert-rm"))

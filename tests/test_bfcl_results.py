@@ -157,7 +157,8 @@ def test_bench_build_with_result_folders(tmp_path, results_dir):
     # not trained on (its licence is unknown), so no real train pair
     assert sorted((r["split"], r["example_id"]) for r in real) == [("test_real", "parallel_0"),
                                                                   ("test_real", "simple_python_0")]
-    assert stats["bfcl_results"]["outputs_read"] == 5 and stats["bfcl_results"]["pools"] == 2
+    assert stats["bfcl_results"]["outputs_read"] == 5 and stats["bfcl_results"]["pools"] == {"validation": 0, "test": 2}
+    assert (tmp_path / "bench" / "pools_real_validation.jsonl").read_text() == ""
     pools = [json.loads(line) for line in (tmp_path / "bench" / "pools_real.jsonl").read_text().splitlines()]
     assert {p["example_id"] for p in pools} == {"simple_python_0", "parallel_0"}
 
@@ -173,3 +174,28 @@ def test_near_duplicate_questions_are_kept_out_of_training(examples):
     assert question_key(twin) in keys  # same text up to case/spaces and the same tool names
     other = replace(twin, tools=twin.tools[:0])
     assert question_key(other) not in keys
+
+
+def test_two_runs_of_one_model_keep_their_own_score_files(tmp_path, examples):
+    """v4 trees with one model in two runs (e.g. before/after a parser fix): each result file is
+    cross-checked against ITS run's score file, and the same wrong answer written in both runs
+    gives one pair, not two."""
+    tri = examples["simple_python_0"]
+    right = {"id": "simple_python_0", "result": [{"calculate_triangle_area": json.dumps({"base": 10, "height": 5})}]}
+    wrong = {"id": "simple_python_0", "result": [{"calculate_triangle_area": json.dumps({"base": 10, "height": 50})}]}
+    failed = [{"accuracy": 0.0}, {"id": "simple_python_0", "valid": False, "prompt": _prompt(tri, "simple_python_0")}]
+    for run, rows, score in (("run1", [wrong], failed), ("run2", [right], [{"accuracy": 1.0}]),
+                             ("run3", [wrong], failed)):
+        base = tmp_path / run
+        _write(base / "result" / "openai_gpt-oss-20b" / "non_live" / "BFCL_v4_simple_python_result.json", rows)
+        _write(base / "score" / "openai_gpt-oss-20b" / "non_live" / "BFCL_v4_simple_python_score.json", score)
+    outs, stats = br.read_results([tmp_path], ["simple_python"], examples)
+    # keyed by model alone, run2's "all correct" score would overwrite run1's failure (or the
+    # reverse) and one of the three outputs would be dropped as a checker disagreement
+    assert stats.kept == 3 and not stats.dropped, stats.to_dict()
+    assert sorted(o.correct for o in outs) == [False, False, True]
+    assert br.model_licence("openai_gpt-oss-20b") == ("Apache-2.0", True)
+    assert br.model_family("bfcl:openai_gpt-oss-20b") == "openai-gpt-oss"
+    counters = Counter()
+    rows = br.real_pairs(outs, examples, {"simple_python_0": "test_real"}, {}, counters=counters)
+    assert len(rows) == 1 and counters["real_duplicate_output"] == 1

@@ -90,3 +90,22 @@ def test_kuberay_jobs_point_at_real_entrypoints():
         cfg = argv[argv.index("--config") + 1]
         assert (ROOT / cfg).is_file(), f"{j['metadata']['name']}: missing {cfg}"
         yaml.safe_load(spec["runtimeEnvYAML"])
+
+
+def test_kuberay_declared_accelerators_are_pinned_by_node_selector():
+    """A worker group that declares `accelerator_type:X` to the autoscaler (so it can start from
+    zero for requests pinned to X) must also land only on X nodes."""
+    import json
+
+    (cluster,) = [d for p in KUBERAY for d in _docs(p) if d["kind"] == "RayCluster"]
+    declared = 0
+    for g in cluster["spec"]["workerGroupSpecs"]:
+        custom = (g.get("rayStartParams") or {}).get("resources")
+        if not custom:
+            continue
+        res = json.loads(custom.strip("'\"").replace('\\"', '"'))
+        for key in (k for k in res if k.startswith("accelerator_type:")):
+            declared += 1
+            product = g["template"]["spec"].get("nodeSelector", {}).get("nvidia.com/gpu.product", "")
+            assert key.split(":", 1)[1].split("-")[0] in product, (g["groupName"], key, product)
+    assert declared >= 2

@@ -173,3 +173,5 @@ def test_bon_config_errors(tmp_path):
         B.main(["--build-pools", "--out", str(tmp_path / "p.jsonl"), "pools.backend=hf"])
     with pytest.raises(ConfigError, match="model"):
         B.main(["--candidates", str(tmp_path), "--out", str(tmp_path / "o")])
+    with pytest.raises(ConfigError, match="vote_temperature"):
+        B.main(["--candidates", str(tmp_path), "--out", str(tmp_path / "o"), "vote_temperature=0"])

@@ -210,3 +210,17 @@ def test_bon_curve_every_selector_known_answer():
     assert boot["rm"]["ci95"][0] < boot["rm"]["ci95"][1]
     lo, hi = boot["worse_than_first"]["rm"]["ci95"]
     assert lo <= 1 / 3 <= hi
+
+
+def test_vote_temperature_moves_the_vote_between_rm_pick_and_majority():
+    keys, scores = ["w", "w", "w", "r", "r"], [-1.0, -1.0, -1.0, 2.0, 1.5]
+    assert M.weighted_vote_select(scores, keys, 5, "sum", temperature=1.0) == 3  # w: 3e^-3 < r: 1+e^-.5
+    # flat weights: three members beat two (w: 3e^-0.3 = 2.22 > r: 1 + e^-0.05 = 1.95)
+    assert M.weighted_vote_select(scores, keys, 5, "sum", temperature=10.0) == 0 == M.majority_select(keys, 5)
+    # and between equally large groups the rewards still decide (majority takes the first group)
+    keys2, scores2 = ["a", "a", "b", "b"], [0.0, 0.1, 1.0, 0.9]
+    assert M.majority_select(keys2, 4) == 0 and M.weighted_vote_select(scores2, keys2, 4, "sum", temperature=100.0) == 2
+    with pytest.raises(ValueError, match="temperature"):
+        M.weighted_vote_select(scores, keys, 5, "sum", temperature=0.0)
+    picks = M.pool_picks(scores, keys, 5, vote_temperature=10.0)
+    assert picks["vote_sum"] == 0 and picks["rm"] == 3

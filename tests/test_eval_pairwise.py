@@ -29,12 +29,6 @@ def _row(i, city, error_type, generator, split="test"):
             "rejected_output": json.dumps(rejected), "error_type": error_type, "generator": generator, "split": split}
 
 
-@pytest.fixture(scope="module")
-def tiny_rm(tmp_path_factory):
-    from fcrm_ray.models import build_tiny_bert_rm
-
-    return str(build_tiny_bert_rm(tmp_path_factory.mktemp("rm") / "tiny-bert-rm"))
-
 
 @pytest.fixture()
 def pair_file(tmp_path):

@@ -234,12 +234,6 @@ def ray_local():
     ray.shutdown()
 
 
-@pytest.fixture(scope="module")
-def tiny_rm(tmp_path_factory):
-    from fcrm_ray.models import build_tiny_bert_rm
-
-    return str(build_tiny_bert_rm(tmp_path_factory.mktemp("rm") / "tiny-bert"))
-
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):

@@ -60,7 +60,8 @@ def test_plain_form_shows_absent_unknown_and_several_calls(bert_tok):
         ' get_weather\n  city: string = (not given) - City name, e.g. Paris\n'
         '  unit?: string {celsius|fahrenheit} = (not given; default "celsius")\n'
         '[CALL] get_time\n  city: string = "Oslo" (not in request)\n'
-        '[CALL] nope (not in [TOOLS])\n  x = 1 (not in request)')
+        '[CALL] nope (not in [TOOLS])\n  x = 1 (not in request)\n'
+        '(names in request not used: Paris)')
     assert render(bert_tok, TOOLS, CONV, "[]").completion == " (no call)"
 
 
@@ -249,3 +250,38 @@ def test_plain_form_lists_request_numbers_no_argument_carries(bert_tok):
     good = render(bert_tok, tools, conv, '[{"name": "gcd", "arguments": {"a": 12, "b": 15}}]').completion
     bad = render(bert_tok, tools, conv, '[{"name": "gcd", "arguments": {"a": 12, "b": 12}}]').completion
     assert "not used" not in good and bad.endswith("\n(numbers in request not used: 15)")
+
+
+def test_plain_form_lists_request_names_no_argument_carries(bert_tok):
+    from fcrm_ray.toolcall.render import Grounding
+    from fcrm_ray.toolcall.schema import ToolCall
+
+    g = Grounding([{"role": "system", "content": "You are Bob, a helpful Assistant."},
+                   {"role": "user", "content": "\"Can you rank Barcelona and Manchester United in the UEFA Champions "
+                                               "League and La Liga? I'd also like 'Apple Inc.' news. Thanks."}])
+    # a sentence's first word, "I'd", the system text and a sentence run-on are not names
+    assert g.user_names() == ["Barcelona", "Manchester United", "UEFA Champions League", "La Liga", "Apple Inc"]
+    one = [ToolCall("rank", {"team": "Barcelona", "league": "Champions League"})]  # contained in the name: carried
+    assert g.unused_names(one) == ["Manchester United", "La Liga", "Apple Inc"]
+    both = one + [ToolCall("rank", {"team": "manchester united", "league": ["La Liga"]}), ToolCall("news", {"q": "Apple Inc."})]
+    assert g.unused_names(both) == [] and g.unused_names([ToolCall("f", {})], limit=2) == ["Barcelona", "Manchester United"]
+    tools = [{"name": "rank", "parameters": {"type": "object", "properties": {"team": {"type": "string"}}}}]
+    conv = [{"role": "user", "content": "Rank Barcelona and Real Madrid."}]
+    good = render(bert_tok, tools, conv, '[rank(team="Barcelona"), rank(team="Real Madrid")]').completion
+    bad = render(bert_tok, tools, conv, '[rank(team="Barcelona")]').completion
+    assert "not used" not in good and bad.endswith("\n(names in request not used: Real Madrid)")
+
+
+def test_plain_form_names_unset_optionals_on_one_line_for_very_wide_schemas(bert_tok):
+    from fcrm_ray.toolcall.render import FORM_MAX_CHARS
+
+    props = {f"option_{i}": {"type": "string", "enum": [f"value{j}" for j in range(8)]} for i in range(14)}
+    props["city"] = {"type": "string", "description": "City."}
+    wide = [{"name": "find", "parameters": {"type": "object", "properties": props, "required": ["city"]}}]
+    out = render(bert_tok, wide, CONV, '[{"name": "find", "arguments": {"city": "Paris", "option_3": "value1"}}]').completion
+    assert len(out) < FORM_MAX_CHARS and out.count("(not given)") == 0
+    assert '  option_3?: string' in out and '= "value1"' in out and '  city: string = "Paris" (in request)' in out
+    unset = ", ".join(f"option_{i}" for i in range(14) if i != 3)
+    assert f"  (optional, not given: {unset})" in out
+    # a narrow schema keeps one line per parameter
+    assert "(optional, not given" not in render(bert_tok, TOOLS, CONV, '[{"name": "get_weather", "arguments": {"city": "Paris"}}]').completion

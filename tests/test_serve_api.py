@@ -278,12 +278,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def tiny_rm(tmp_path_factory):
-    from fcrm_ray.models import build_tiny_bert_rm
-
-    return str(build_tiny_bert_rm(tmp_path_factory.mktemp("rm") / "tiny-bert"))
-
 
 @pytest.fixture(scope="module")
 def served(tiny_rm):

@@ -55,6 +55,8 @@ from fcrm_ray.toolcall.schema import ERROR_TYPES, Example, calls_to_text, refere
 TEST_OBFUSCATED = "test_obfuscated"
 # splits of the pairs made from real model outputs (sources.bfcl_results): train pairs join `train`
 REAL_SPLITS = {"train": "train", "validation": "validation_real", "test": "test_real"}
+# Best-of-N pools of real outputs, per split of their question
+POOL_FILES = {"validation": "pools_real_validation.jsonl", "test": "pools_real.jsonl"}
 
 
 @dataclass
@@ -67,15 +69,16 @@ class BfclResultsConfig:
     """What to take from `sources.bfcl_results`. Splits follow `splits` like every other example:
     the held-out categories' real pairs go to `test_real` and their pools to `pools_real.jsonl`;
     the others' to train / `validation_real`."""
-    # wheel category names; the default trains on Java/JavaScript and holds out the Python non-live four
-    categories: list[str] = field(default_factory=lambda: ["simple_java", "simple_javascript", *BFCL_NON_LIVE])
+    # wheel category names; the default trains on Java/JavaScript and the live four (where a result
+    # folder has them: BFCL v3/v4 runs) and holds out the Python non-live four
+    categories: list[str] = field(default_factory=lambda: ["simple_java", "simple_javascript", *BFCL_SINGLE_TURN])
     models: list[str] = field(default_factory=list)  # empty = every model in the folders
-    # train/validation pairs only from models whose licence allows it (`bfcl_results.MODEL_LICENCES`);
+    # train pairs only from models whose licence allows it (`bfcl_results.MODEL_LICENCES`); evaluation splits use every model;
     # `all` = every model (only if you have checked the licences yourself)
     train_models: str = "permissive"
     max_rejected_per_model: int = 3  # per (question, model), as the paper
     pool_size: int = 16  # candidates per Best-of-N pool (seeded model order); 0 = every model
-    pool_splits: list[str] = field(default_factory=lambda: ["test"])
+    pool_splits: list[str] = field(default_factory=lambda: ["validation", "test"])
 
     def validate(self) -> None:
         from fcrm_ray.data.bfcl_results import CATEGORY_TO_WHEEL
@@ -86,6 +89,9 @@ class BfclResultsConfig:
                               f"expected wheel names {sorted(set(CATEGORY_TO_WHEEL.values()))}")
         if self.train_models not in ("permissive", "all"):
             raise ConfigError(f"config key `bfcl_results.train_models`: expected permissive|all, got {self.train_models!r}")
+        bad = sorted(set(self.pool_splits) - set(POOL_FILES))
+        if bad:
+            raise ConfigError(f"config key `bfcl_results.pool_splits`: unknown {bad}; expected a subset of {sorted(POOL_FILES)}")
         if self.max_rejected_per_model < 1 or self.pool_size < 0:
             raise ConfigError("config keys `bfcl_results.max_rejected_per_model` >= 1, `bfcl_results.pool_size` >= 0")
 
@@ -387,14 +393,18 @@ def real_output_pairs(cfg: BenchConfig, near_dup: set, out: Path,
         split_of[ex_id] = REAL_SPLITS.get(split) if split else None
     trainable = {m: (rc.train_models == "all" or info["train"]) for m, info in rstats.models.items()}
     rows = br.real_pairs(outputs, examples, split_of, trainable, cfg.seed, rc.max_rejected_per_model, counters)
-    pool_ids = {e for e, s in split_of.items() if s and any(s == REAL_SPLITS[p] for p in rc.pool_splits)}
-    pools = br.bon_pools([o for o in outputs if o.example_id in pool_ids], examples, rc.pool_size, cfg.seed)
-    with open(out / "pools_real.jsonl", "w", encoding="utf-8") as fh:
-        for p in pools:
-            fh.write(json.dumps(p, ensure_ascii=False) + "\n")
+    pool_counts = {}
+    for split in rc.pool_splits:  # one pool file per split: test -> pools_real.jsonl (report),
+        # validation -> pools_real_validation.jsonl (choose reranking settings there)
+        pool_ids = {e for e, s in split_of.items() if s == REAL_SPLITS[split]}
+        pools = br.bon_pools([o for o in outputs if o.example_id in pool_ids], examples, rc.pool_size, cfg.seed)
+        with open(out / POOL_FILES[split], "w", encoding="utf-8") as fh:
+            for p in pools:
+                fh.write(json.dumps(p, ensure_ascii=False) + "\n")
+        pool_counts[split] = len(pools)
     stats = rstats.to_dict()
     stats["pairs"] = dict(Counter(r["split"] for r in rows))
-    stats["pools"] = len(pools)
+    stats["pools"] = pool_counts
     return rows, stats
 
 

@@ -96,6 +96,9 @@ MODEL_LICENCES: dict[str, tuple[str, bool]] = {
     "databricks-dbrx-instruct": ("Databricks Open Model Licence", False),
     "command-r-plus": ("CC-BY-NC-4.0", False),
     "mistral-large-2407": ("Mistral Research Licence", False),
+    # open-weight models of later public result sets (e.g. bbrowning/bfcl-vllm-results, BFCL v4)
+    "openai_gpt-oss-20b": ("Apache-2.0", True),
+    "openai_gpt-oss-120b": ("Apache-2.0", True),
 }
 # API-only model families: provider terms, evaluation only
 _API_PREFIXES = ("gpt-", "claude-", "gemini-", "mistral-medium", "mistral-small", "yi-large")
@@ -111,7 +114,7 @@ def model_licence(model: str) -> tuple[str, bool]:
     return "unknown", False
 
 
-_FAMILIES = (("gpt-", "openai-gpt"), ("claude", "anthropic-claude"), ("gemini", "google-gemini"),
+_FAMILIES = (("gpt-oss", "openai-gpt-oss"), ("gpt-", "openai-gpt"), ("claude", "anthropic-claude"), ("gemini", "google-gemini"),
              ("gemma", "google-gemma"), ("xlam", "salesforce-xlam"), ("functionary", "meetkai-functionary"),
              ("granite", "ibm-granite"), ("command-r", "cohere-command-r"), ("llama-3", "llama-3"),
              ("mistral", "mistral"), ("mixtral", "mistral"), ("firefunction", "fireworks-firefunction"),
@@ -354,18 +357,18 @@ def read_results(roots: Iterable[str | Path], categories: Iterable[str], example
     files = [f for root in roots for f in find_result_files(root)
              if f.category in categories and (not allow or f.model in allow)]
     stats = ResultsStats()
-    failed_by: dict[tuple[str, str], set[str]] = {}
+    failed_by: dict[Path, set[str]] = {}  # per result file: several runs of one model may sit side by side
     prompts: dict[str, Mapping] = {}
     for f in files:
         if f.score is not None:
             failed, p = read_score_file(f.score, f.raw_category)
-            failed_by[(f.model, f.category)] = failed
+            failed_by[f.result] = failed
             for k, v in p.items():
                 prompts.setdefault(k, v)
     question_ok: dict[str, bool] = {}
     outputs = []
     for f in files:
-        failed = failed_by.get((f.model, f.category))
+        failed = failed_by.get(f.result)
         lic, trainable = model_licence(f.model)
         stats.models.setdefault(f.model, {"licence": lic, "train": trainable, "outputs": 0})
         for row in _json_lines(f.result):
@@ -427,8 +430,9 @@ def real_pairs(outputs: Iterable[ModelOutput], examples: Mapping[str, Example], 
                counters: Counter | None = None) -> list[dict]:
     """FC-RewardBench pairs from real outputs: rejected = a model's wrong output; chosen = another
     model's correct output on the same question (seeded choice; real surfaces), else the reference
-    in canonical JSON. Train/validation pairs use only models whose licence allows training (both
-    sides). `generator` = `bfcl:<model>`."""
+    in canonical JSON. Train pairs use only models whose licence allows training (both sides);
+    validation_real/test_real pairs are evaluation only and use every model. `generator` =
+    `bfcl:<model>`."""
     from fcrm_ray.data.bench import _row, canonical_chosen
 
     counters = counters if counters is not None else Counter()
@@ -438,7 +442,7 @@ def real_pairs(outputs: Iterable[ModelOutput], examples: Mapping[str, Example], 
         if split is None:
             counters["real_unassigned"] += len(outs)
             continue
-        if split in ("train", "validation"):
+        if split == "train":
             usable = [o for o in outs if trainable.get(o.model, False)]
             counters["real_not_trainable_licence"] += len(outs) - len(usable)
             outs = usable
@@ -446,7 +450,12 @@ def real_pairs(outputs: Iterable[ModelOutput], examples: Mapping[str, Example], 
         rng = random.Random(f"fcrm-real:{seed}:{ex_id}")
         correct = sorted({o.output for o in outs if o.correct})
         per_model: Counter = Counter()
+        seen: set[tuple[str, str]] = set()
         for o in sorted((o for o in outs if not o.correct), key=lambda o: o.model):
+            if (o.model, o.output) in seen:  # several runs of one model often write the same answer
+                counters["real_duplicate_output"] += 1
+                continue
+            seen.add((o.model, o.output))
             if per_model[o.model] >= max_rejected_per_model:
                 counters["real_over_model_cap"] += 1
                 continue

@@ -106,6 +106,9 @@ class BonConfig:
     max_pools: int = 0  # 0 = all
     n_boot: int = 1000
     seed: int = 0
+    # vote_sum weights exp((reward - top) / vote_temperature): 1 = Bradley-Terry strengths,
+    # larger = flatter (towards majority vote with reward tie-breaks); chosen on validation pools
+    vote_temperature: float = 1.0
     quarantine: str = ""  # default <out>/quarantine.jsonl
     pools: PoolsConfig = field(default_factory=PoolsConfig)
 
@@ -114,6 +117,8 @@ class BonConfig:
             raise ConfigError("config key `ns` must be a non-empty list of n >= 1")
         if self.batch_size < 1 or self.max_pools < 0 or self.n_boot < 0:
             raise ConfigError("config keys `batch_size` >= 1, `max_pools` >= 0, `n_boot` >= 0")
+        if not self.vote_temperature > 0:
+            raise ConfigError(f"config key `vote_temperature` must be > 0, got {self.vote_temperature!r}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -198,7 +203,7 @@ def score_pools(pools: Sequence[Mapping], scorer: Any) -> list[list[float]]:
 
 
 def evaluate_pools(pools: Sequence[Mapping], rewards: Sequence[Sequence[float]], ns: Iterable[int],
-                   n_boot: int = M.DEFAULT_N_BOOT, seed: int = 0) -> tuple[dict, list[dict]]:
+                   n_boot: int = M.DEFAULT_N_BOOT, seed: int = 0, vote_temperature: float = 1.0) -> tuple[dict, list[dict]]:
     """(curve, per-pool records) from rewards + verifier verdicts. Missing rewards are filled by
     `metrics.fill_unscorable_rewards` (below every scorable candidate of the pool) and flagged."""
     scored, records = [], []
@@ -206,11 +211,11 @@ def evaluate_pools(pools: Sequence[Mapping], rewards: Sequence[Sequence[float]],
         r, unscorable = M.fill_unscorable_rewards(raw)
         correct, errors, keys = judge_pool(p)
         scored.append({"scores": r, "correct": correct, "keys": keys})
-        picks = {n: M.pool_picks(r, keys, n) for n in M.bon_ns(len(r), ns)}
+        picks = {n: M.pool_picks(r, keys, n, vote_temperature) for n in M.bon_ns(len(r), ns)}
         records.append({"example_id": p["example_id"], "category": p.get("category", ""), "rewards": r,
                         "unscorable": unscorable, "correct": correct, "error_types": errors,
                         **{f"{sel}_pick": {n: pk[sel] for n, pk in picks.items()} for sel in M.PICKERS}})
-    return M.bon_curve(scored, ns=ns, n_boot=n_boot, seed=seed), records
+    return M.bon_curve(scored, ns=ns, n_boot=n_boot, seed=seed, vote_temperature=vote_temperature), records
 
 
 # ----------------------------------------------------------------------------------------------
@@ -238,7 +243,8 @@ def bon_markdown(b: Mapping) -> str:
         f"{b['fraction_correct']:.3f} of candidates correct; {b['quarantined']} rows quarantined; "
         f"{unscorable} candidates unscorable, ranked below every scorable one of their pool).", "",
         "Accuracy of the picked candidate as judged by the verifier, with 95% bootstrap CIs over pools. "
-        "Weighted votes group the candidates by canonical call: `sum` = the group's summed exp(reward), "
+        "Weighted votes group the candidates by canonical call: `sum` = the group's summed "
+        f"exp(reward / {b.get('config', {}).get('vote_temperature', 1.0):g}), "
         "`max` = its best reward (rules: `fcrm_ray/evaluate/metrics.py`).", "",
         md_table(["n", "pools"] + [_LABELS[s] for s in sels], rows), ""]
     if worse:
@@ -281,7 +287,8 @@ def run_eval(cfg: BonConfig) -> dict:
         scorer = RewardScorer(model_path, batch_size=cfg.batch_size, max_length=cfg.max_length, device=cfg.device,
                               dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code, autocast=cfg.autocast)
         rewards = score_pools(pools, scorer)
-        curve, records = evaluate_pools(pools, rewards, cfg.ns, n_boot=cfg.n_boot, seed=cfg.seed)
+        curve, records = evaluate_pools(pools, rewards, cfg.ns, n_boot=cfg.n_boot, seed=cfg.seed,
+                                        vote_temperature=cfg.vote_temperature)
         quarantined = q.total
     sizes = [len(p["candidates"]) for p in pools]
     n_correct = sum(sum(r["correct"]) for r in records)

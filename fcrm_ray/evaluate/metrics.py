@@ -184,13 +184,18 @@ def fill_unscorable_rewards(rewards: Sequence[float | None], margin: float = UNS
     return [fill if bad else float(x) for x, bad in zip(rewards, flags)], flags
 
 
-def weighted_vote_select(scores: Sequence[float], keys: Sequence[str], n: int, agg: str = "sum") -> int:
+def weighted_vote_select(scores: Sequence[float], keys: Sequence[str], n: int, agg: str = "sum",
+                         temperature: float = 1.0) -> int:
     """Index of the pick of reward-weighted voting among the first n (rules: module docstring).
 
     `scores` must be real numbers (`fill_unscorable_rewards` first); `agg` is `sum` (sum of
-    exp(reward - top reward) per canonical call) or `max` (the group's best reward)."""
+    exp((reward - top reward) / temperature) per canonical call) or `max` (the group's best
+    reward). `temperature` flattens the weights: 1 = the Bradley-Terry strengths, large = every
+    member counts ~1 (majority vote with the rewards breaking ties), small = the RM pick."""
     if n < 1 or not scores:
         raise ValueError("need n >= 1 and at least one candidate")
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature!r}")
     if agg not in ("sum", "max"):
         raise ValueError(f"agg must be 'sum' or 'max', got {agg!r}")
     head = [float(s) for s in scores[:n]]
@@ -204,7 +209,7 @@ def weighted_vote_select(scores: Sequence[float], keys: Sequence[str], n: int, a
         return bon_select(head, n)
     top = max(head[i] for idx in members.values() for i in idx)
     if agg == "sum":
-        score = {k: sum(math.exp(head[i] - top) for i in idx) for k, idx in members.items()}
+        score = {k: sum(math.exp((head[i] - top) / temperature) for i in idx) for k, idx in members.items()}
     else:
         score = {k: max(head[i] for i in idx) for k, idx in members.items()}
     winner = max(members, key=lambda k: score[k])  # max() keeps the first of equal groups
@@ -247,19 +252,20 @@ SELECTORS = RERANKERS + BASELINES
 PICKERS = RERANKERS + ("majority",)  # selectors that pick one candidate
 
 
-def pool_picks(scores: Sequence[float], keys: Sequence[str], n: int) -> dict[str, int]:
+def pool_picks(scores: Sequence[float], keys: Sequence[str], n: int, vote_temperature: float = 1.0) -> dict[str, int]:
     """{selector: picked index} for the PICKERS among the first n (`scores` already filled)."""
-    return {"rm": bon_select(scores, n), "vote_sum": weighted_vote_select(scores, keys, n, "sum"),
+    return {"rm": bon_select(scores, n), "vote_sum": weighted_vote_select(scores, keys, n, "sum", vote_temperature),
             "vote_max": weighted_vote_select(scores, keys, n, "max"), "majority": majority_select(keys, n)}
 
 
-def pool_outcomes(scores: Sequence[float | None], correct: Sequence[bool], keys: Sequence[str], n: int) -> dict:
+def pool_outcomes(scores: Sequence[float | None], correct: Sequence[bool], keys: Sequence[str], n: int,
+                  vote_temperature: float = 1.0) -> dict:
     """{selector: 0..1} for one pool at one n (n is capped at the pool size by the caller).
     Missing rewards are filled by `fill_unscorable_rewards` first."""
     if not (len(scores) == len(correct) == len(keys)):
         raise ValueError("scores, correct and keys must have one entry per candidate")
     filled, _ = fill_unscorable_rewards(scores)
-    out = {sel: float(bool(correct[i])) for sel, i in pool_picks(filled, keys, n).items()}
+    out = {sel: float(bool(correct[i])) for sel, i in pool_picks(filled, keys, n, vote_temperature).items()}
     out.update({"first": first_sample_correct(correct, n), "random": random_expected(correct, n),
                 "oracle": oracle_correct(correct, n)})
     return {sel: out[sel] for sel in SELECTORS}
@@ -271,7 +277,7 @@ def bon_ns(max_pool: int, ns: Iterable[int] = BON_NS) -> list[int]:
 
 
 def bon_curve(pools: Sequence[Mapping], ns: Iterable[int] = BON_NS, n_boot: int = DEFAULT_N_BOOT,
-              seed: int = 0) -> dict:
+              seed: int = 0, vote_temperature: float = 1.0) -> dict:
     """Accuracy per selector per n over pools `{scores, correct, keys}`.
 
     Only pools with at least n candidates count at n (a pool of 4 says nothing about n=8); the
@@ -281,7 +287,8 @@ def bon_curve(pools: Sequence[Mapping], ns: Iterable[int] = BON_NS, n_boot: int 
     pools = list(pools)
     out: dict[int, dict] = {}
     for n in bon_ns(max((len(p["scores"]) for p in pools), default=0), ns):
-        per = [pool_outcomes(p["scores"], p["correct"], p["keys"], n) for p in pools if len(p["scores"]) >= n]
+        per = [pool_outcomes(p["scores"], p["correct"], p["keys"], n, vote_temperature)
+               for p in pools if len(p["scores"]) >= n]
         if not per:
             continue
         row: dict = {"pools": len(per)}
