@@ -60,8 +60,7 @@ def test_plain_form_shows_absent_unknown_and_several_calls(bert_tok):
         ' get_weather\n  city: string = (not given) - City name, e.g. Paris\n'
         '  unit?: string {celsius|fahrenheit} = (not given; default "celsius")\n'
         '[CALL] get_time\n  city: string = "Oslo" (not in request)\n'
-        '[CALL] nope (not in [TOOLS])\n  x = 1 (not in request)\n'
-        '(names in request not used: Paris)')
+        '[CALL] nope (not in [TOOLS])\n  x = 1 (not in request)')
     assert render(bert_tok, TOOLS, CONV, "[]").completion == " (no call)"
 
 
@@ -250,26 +249,6 @@ def test_plain_form_lists_request_numbers_no_argument_carries(bert_tok):
     good = render(bert_tok, tools, conv, '[{"name": "gcd", "arguments": {"a": 12, "b": 15}}]').completion
     bad = render(bert_tok, tools, conv, '[{"name": "gcd", "arguments": {"a": 12, "b": 12}}]').completion
     assert "not used" not in good and bad.endswith("\n(numbers in request not used: 15)")
-
-
-def test_plain_form_lists_request_names_no_argument_carries(bert_tok):
-    from fcrm_ray.toolcall.render import Grounding
-    from fcrm_ray.toolcall.schema import ToolCall
-
-    g = Grounding([{"role": "system", "content": "You are Bob, a helpful Assistant."},
-                   {"role": "user", "content": "\"Can you rank Barcelona and Manchester United in the UEFA Champions "
-                                               "League and La Liga? I'd also like 'Apple Inc.' news. Thanks."}])
-    # a sentence's first word, "I'd", the system text and a sentence run-on are not names
-    assert g.user_names() == ["Barcelona", "Manchester United", "UEFA Champions League", "La Liga", "Apple Inc"]
-    one = [ToolCall("rank", {"team": "Barcelona", "league": "Champions League"})]  # contained in the name: carried
-    assert g.unused_names(one) == ["Manchester United", "La Liga", "Apple Inc"]
-    both = one + [ToolCall("rank", {"team": "manchester united", "league": ["La Liga"]}), ToolCall("news", {"q": "Apple Inc."})]
-    assert g.unused_names(both) == [] and g.unused_names([ToolCall("f", {})], limit=2) == ["Barcelona", "Manchester United"]
-    tools = [{"name": "rank", "parameters": {"type": "object", "properties": {"team": {"type": "string"}}}}]
-    conv = [{"role": "user", "content": "Rank Barcelona and Real Madrid."}]
-    good = render(bert_tok, tools, conv, '[rank(team="Barcelona"), rank(team="Real Madrid")]').completion
-    bad = render(bert_tok, tools, conv, '[rank(team="Barcelona")]').completion
-    assert "not used" not in good and bad.endswith("\n(names in request not used: Real Madrid)")
 
 
 def test_plain_form_names_unset_optionals_on_one_line_for_very_wide_schemas(bert_tok):

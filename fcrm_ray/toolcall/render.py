@@ -39,9 +39,9 @@ Two renderings:
    parameter)` lines for arguments the schema lacks, and `(not in [TOOLS])` after an unknown
    function. After the last call, the numbers of the user's request that no argument carries
    (`Grounding.unused_numbers`): a value taken from the wrong span of the request, a dropped call
-   or parameter leaves one; then the names it wrote (capitalised word runs, quoted strings) that no
-   string argument carries (`Grounding.unused_names`): a call dropped from "rank Barcelona and
-   Manchester United" leaves "Manchester United" even without numbers. A very wide schema's unset
+   or parameter leaves one. (A names line of the same kind, capitalised request words that no
+   argument carries, was tried and removed: validation tied, and the CPU quickstart's held-out
+   pairwise fell 0.908 -> 0.823 with it; benchmarks/RESULTS.md.) A very wide schema's unset
    optional parameters share one line, so its form fits the encoder. Each value sits next to what the schema says about it, and an absent
    parameter is as visible as a present one, so a small encoder can compare value, type and
    presence without attending across the whole catalog. Measured on MiniLM (held-out test pairs):
@@ -278,8 +278,8 @@ class Grounding:
             if percent:  # "6%" is also 0.06
                 self.numbers.add(round(x / 100, 12))
         # (surface, value, is_percent) of the numbers in the user's messages, in order
-        self.user_messages = [m for m in messages if str(m.get("role", "user")) == "user"]
-        self.user_numbers = [n for m in self.user_messages for n in self._parse_numbers(str(m.get("content") or ""))]
+        self.user_numbers = [n for m in messages if str(m.get("role", "user")) == "user"
+                             for n in self._parse_numbers(str(m.get("content") or ""))]
 
     @classmethod
     def _parse_numbers(cls, text: str) -> list[tuple[str, float, bool]]:
@@ -324,53 +324,6 @@ class Grounding:
             used = abs(x) in carried or (percent and abs(round(x / 100, 12)) in carried)
             if not used and surface not in out:
                 out.append(surface)
-        return out[:limit]
-
-    # a name: a run of capitalised words ("Manchester United", "UEFA Champions League"), inner
-    # "of"/"de"/"la"/"the" allowed between two of them; or a short quoted string
-    _NAME = re.compile(r"[A-Z][\w&'.-]*(?:\s+(?:(?:of|de|del|la|le|van|von|the)\s+)?[A-Z][\w&'.-]*)*")
-    _QUOTED = re.compile(r"(?<!\w)[\"'\u2018\u201c]([^\"'\u2019\u201d\n]{2,60})[\"'\u2019\u201d](?!\w)")
-    _NOT_NAMES = {"i", "i'm", "i'd", "i've", "i'll", "ok", "okay", "please", "hi", "hello", "thanks"}
-
-    def user_names(self) -> list[str]:
-        """Names the user wrote (capitalised word runs, quoted strings), in order, deduplicated.
-        A sentence's first word is capitalised for grammar, not as a name: it is dropped from a
-        run that starts a sentence ("Find Apple's price" -> "Apple's")."""
-        names: list[str] = []
-        for m in self.user_messages:
-            text = str(m.get("content") or "")
-            found = [(q.start(1), q.group(1)) for q in self._QUOTED.finditer(text)]
-            for n in self._NAME.finditer(text):
-                before = text[:n.start()].rstrip(" \t\"'(\u201c")
-                start = not before or before[-1] in ".?!:\n"
-                run: list[str] = []
-                for w in n.group(0).split() + [""]:  # a word ending in "." ends the run ("New York. I'd")
-                    if w:
-                        run.append(w)
-                    if run and (not w or w.endswith(".")):
-                        words = run[1:] if start else run
-                        if len(words) == 1 and words[0].lower().rstrip(".") in self._NOT_NAMES:
-                            words = []
-                        if words:
-                            found.append((n.start(), " ".join(words)))
-                        run, start = [], True
-            for _, name in sorted(found):
-                name = re.sub(r"(?:'s|\u2019s|[.,;:'-])+$", "", name.strip())
-                if len(name) >= 2 and name.lower() not in (x.lower() for x in names):
-                    names.append(name)
-        return names
-
-    def unused_names(self, calls: Sequence[ToolCall], limit: int = 6) -> list[str]:
-        """Names the user wrote that no string argument of `calls` carries (either contains the
-        other, case-insensitive), at most `limit`. The names' side of `unused_numbers`: a call
-        dropped from a parallel request ("... for Barcelona and Manchester United") leaves its
-        names unused even when the request has no numbers."""
-        carried = [" ".join(v.lower().split()) for v in _leaf_values(calls) if isinstance(v, str)]
-        out = []
-        for name in self.user_names():
-            n = " ".join(name.lower().split())
-            if not any(n in v or (len(v) >= 3 and v in n) for v in carried if v):
-                out.append(name)
         return out[:limit]
 
     def mark(self, value: Any) -> str:
@@ -478,7 +431,4 @@ def _render_plain(specs: Sequence[ToolSpec], messages: list[dict], calls: list[T
         unused = grounding.unused_numbers(calls)
         if unused:
             completion += "\n(numbers in request not used: " + ", ".join(unused) + ")"
-        names = grounding.unused_names(calls)
-        if names:
-            completion += "\n(names in request not used: " + ", ".join(names) + ")"
     return prompt, completion
