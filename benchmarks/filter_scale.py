@@ -5,6 +5,8 @@ statistics docs/capacity.md plans GPU clusters from. Numbers go to benchmarks/RE
     nice -n 10 python benchmarks/filter_scale.py --sizes 10000 100000 --model tiny --workdir /tmp/fs
     nice -n 10 python benchmarks/filter_scale.py --sizes 1000000 --model tiny --max-seconds 600 \
         --kill-after-shards 20 --resume-seconds 240 --workdir /tmp/fs
+    nice -n 10 python benchmarks/filter_scale.py --sizes 1000000 --workdir /tmp/fs \
+        --resume-dir /tmp/fs/out-tiny-1000000-<ns> --resume-seconds 3600   # finish a killed run
     nice -n 10 python benchmarks/filter_scale.py --tokens 2000 --workdir /tmp/fs   # tokens per unit, shared prefix
 
 Each run is the real command (`python -m fcrm_ray.cli filter ...`, its own local Ray with 2 CPUs)
@@ -162,6 +164,9 @@ def resume_check(corpus, model, out, shard_rows, batch_size, max_s) -> dict:
     res = run_filter(corpus, model, out, shard_rows, batch_size, max_s)
     rescored = [n for n, m in before.items() if (out / "scored" / n).stat().st_mtime_ns != m]
     res.update(shards_done_before=done_before, finished_shards_rescored=len(rescored))
+    # rows this run scored itself (the finished shards were skipped), over its own wall time
+    res["rows_scored_this_run"] = (res["shards_done"] - done_before) * shard_rows
+    res["rows_per_s_this_run"] = round(res["rows_scored_this_run"] / res["wall_s"], 1)
     return res
 
 
@@ -214,6 +219,9 @@ def main() -> None:
     ap.add_argument("--max-seconds", type=float, default=900)
     ap.add_argument("--kill-after-shards", type=int, default=0, help="at the largest size: kill, then resume")
     ap.add_argument("--resume-seconds", type=float, default=600)
+    ap.add_argument("--resume-dir", default=None,
+                    help="an earlier run's output dir (killed or stopped by --max-seconds): resume it to the end "
+                         "(needs --sizes N of its corpus; bounded by --resume-seconds)")
     ap.add_argument("--tokens", type=int, default=0, help="token statistics over this many units")
     ap.add_argument("--tokenizer", default="pkg:minilm", help="for --tokens: e.g. a local Qwen3 folder")
     ap.add_argument("--workdir", default=None)
@@ -226,6 +234,16 @@ def main() -> None:
         print(json.dumps(results["tokens"]), flush=True)
     if a.sizes:
         model = build_model(a.model, work / f"model-{a.model}")
+    if a.resume_dir:
+        if len(a.sizes) != 1:
+            raise SystemExit("--resume-dir needs exactly one --sizes N (the size of the run being resumed)")
+        n = a.sizes[0]
+        res = {"rows": n, "resume": resume_check(work / f"corpus-{n}.jsonl", model, Path(a.resume_dir),
+                                                 a.shard_rows, a.batch_size, a.resume_seconds)}
+        results["runs"].append(res)
+        print(json.dumps({k: v for k, v in res["resume"].items() if k != "trace"}), flush=True)
+        print(json.dumps(results))
+        return
     for n in a.sizes:
         corpus = work / f"corpus-{n}.jsonl"
         if not corpus.is_file():

@@ -19,6 +19,10 @@ BFCL_SINGLE_TURN = (
 )
 BFCL_LIVE = tuple(c for c in BFCL_SINGLE_TURN if c.startswith("live_"))
 BFCL_NON_LIVE = tuple(c for c in BFCL_SINGLE_TURN if not c.startswith("live_"))
+# BFCL's retired executable categories (Python, 2024 models' real outputs in BFCL v2 result sets):
+# the wheel still ships their questions and ground truth under data/unused_datasets/; their
+# ground truth is one call string per expected call, not a possible-answer dict
+BFCL_EXEC = ("exec_simple", "exec_multiple", "exec_parallel", "exec_parallel_multiple")
 
 
 def _dist_path(dist: str, rel: str, hint: str) -> Path:

@@ -199,3 +199,36 @@ def test_two_runs_of_one_model_keep_their_own_score_files(tmp_path, examples):
     counters = Counter()
     rows = br.real_pairs(outs, examples, {"simple_python_0": "test_real"}, {}, counters=counters)
     assert len(rows) == 1 and counters["real_duplicate_output"] == 1
+
+
+def test_executable_categories_v2_names(tmp_path):
+    """v2 `executable_*` result/score files map to the wheel's exec_* questions (unused_datasets/):
+    a dropped call in a parallel task is a real incorrect_number_of_functions negative, and an
+    output BFCL's execution accepted but our verifier rejects (an integer written as a float
+    string) is dropped as a checker disagreement, not labelled."""
+    ex = {e.id: e for e in read_bfcl(["exec_parallel"])}
+    q0 = ex["exec_parallel_0"]
+    root = tmp_path / "2024-08-11"
+    right = ("calc_binomial_probability(n=10, k=3, p=0.3); calc_binomial_probability(n=15, k=5, p=0.3); "
+             "calc_binomial_probability(n=20, k=7, p=0.3);")
+    _write(root / "result" / "open-mixtral-8x7b" / V2.format("executable_parallel_function"), [
+        {"id": "executable_parallel_function_0", "result": "calc_binomial_probability(n=10, k=3, p=0.3)"}])
+    _write(root / "score" / "open-mixtral-8x7b" / "executable_parallel_function_score.json", [
+        {"accuracy": 0.0}, {"id": 0, "valid": False, "prompt": _prompt(q0, "executable_parallel_function_0")}])
+    _write(root / "result" / "gorilla-openfunctions-v2" / V2.format("executable_parallel_function"), [
+        {"id": "executable_parallel_function_0", "result": right}])
+    _write(root / "score" / "gorilla-openfunctions-v2" / "executable_parallel_function_score.json", [{"accuracy": 1.0}])
+    _write(root / "result" / "modelC" / V2.format("executable_parallel_function"), [
+        {"id": "executable_parallel_function_0", "result": right.replace("n=10", "n='10'")}])
+    _write(root / "score" / "modelC" / "executable_parallel_function_score.json", [{"accuracy": 1.0}])
+    files = br.find_result_files(root)
+    assert {f.category for f in files} == {"exec_parallel"}
+    outs, stats = br.read_results([root], ["exec_parallel"], ex)
+    stats.check()
+    got = {o.model: o for o in outs}
+    assert got["open-mixtral-8x7b"].error_type == "incorrect_number_of_functions"
+    assert got["gorilla-openfunctions-v2"].correct
+    assert "modelC" not in got and stats.dropped["disagree_ours_wrong_with_bfcl"] == 1
+    counters = Counter()
+    rows = br.real_pairs(outs, ex, {"exec_parallel_0": "train"}, {"open-mixtral-8x7b": True}, counters=counters)
+    assert [r["generator"] for r in rows] == ["bfcl:open-mixtral-8x7b"] and rows[0]["split"] == "train"

@@ -21,6 +21,7 @@ from fcrm_ray.data.sources import (
 )
 from fcrm_ray.paths import BFCL_SINGLE_TURN
 from fcrm_ray.toolcall.schema import SchemaError
+from fcrm_ray.toolcall.verify import verify
 
 
 def _lines(path: Path, rows) -> Path:
@@ -306,3 +307,45 @@ def test_convert_row_public_per_row_api():
     assert good == [] and bad[0][1].startswith("cannot detect format")
     with pytest.raises(SchemaError, match="unknown format"):
         convert_row(row, fmt="csv")
+
+
+def test_read_bfcl_executable_categories_from_unused_datasets(bfcl_dir):
+    """BFCL's retired executable categories (Python; real 2024 outputs exist for them) are read
+    from the wheel's unused_datasets/ with their call-string ground truth decoded by our parser:
+    a ground truth that is not one keyword call (`p=1/6`, positional arguments) is quarantined."""
+    from fcrm_ray.paths import BFCL_EXEC
+
+    q, st = Quarantine(), ReadStats()
+    exs = {e.id: e for e in read_bfcl(BFCL_EXEC, quarantine=q, stats=st)}
+    st.check()
+    base = bfcl_dir / "unused_datasets" / "question"
+    assert st.rows == sum(_raw_lines(base / f"BFCL_v4_{c}.json") for c in BFCL_EXEC)
+    assert st.quarantined == q.total > 0 and all("is not one Python call" in k for k in q.counts)
+    assert st.kept == len(exs) >= 230
+    par = exs["exec_parallel_0"]
+    assert [(r.name, r.params) for r in par.reference] == [
+        ("calc_binomial_probability", {"n": [10], "k": [3], "p": [0.3]}),
+        ("calc_binomial_probability", {"n": [15], "k": [5], "p": [0.3]}),
+        ("calc_binomial_probability", {"n": [20], "k": [7], "p": [0.3]})]
+    # an optional parameter the ground truth leaves out may be absent or its default
+    sort = exs["exec_parallel_39"].reference
+    assert sort[0].params["reverse"] == ["", False] and sort[1].params["reverse"] == [True]
+    ok = verify("sort_array(array=[5, 2, 9, 1, 7], reverse=False); sort_array(array=[3, 8, 6, 4], reverse=True); "
+                "sort_array(array=[10, 20, 30, 40, 50]); sort_array(array=[100, 200, 300, 400, 500], reverse=True)",
+                sort, exs["exec_parallel_39"].tools)
+    assert ok.correct, ok
+    dropped = verify("sort_array(array=[5, 2, 9, 1, 7])", sort, exs["exec_parallel_39"].tools)
+    assert dropped.error_type == "incorrect_number_of_functions"
+
+
+def test_reference_from_exec_rejects_what_is_not_one_call():
+    from fcrm_ray.data.sources import reference_from_exec
+    from fcrm_ray.toolcall.schema import normalize_tools
+
+    tools = normalize_tools([{"name": "f", "parameters": {"type": "dict", "properties": {
+        "a": {"type": "integer"}, "b": {"type": "integer", "default": 2}}, "required": ["a"]}}])
+    assert reference_from_exec(["f(a=1)"], tools)[0].params == {"a": [1], "b": ["", 2]}
+    assert reference_from_exec(["f(a=1, b=2)"], tools)[0].params == {"a": [1], "b": [2, ""]}
+    for bad in (["f(a=1/6)"], ["f(1)"], ["f(a=1); f(a=2)"], ["not a call"]):
+        with pytest.raises(SchemaError, match="is not one Python call"):
+            reference_from_exec(bad, tools)

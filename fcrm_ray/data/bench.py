@@ -49,7 +49,7 @@ from fcrm_ray.data.pairs import pair_id, write_pairs
 from fcrm_ray.data.quarantine import Quarantine
 from fcrm_ray.data.sources import ReadStats, read_bfcl
 from fcrm_ray.data.splits import SplitConfig, assign_split, unit_hash
-from fcrm_ray.paths import BFCL_NON_LIVE, BFCL_SINGLE_TURN
+from fcrm_ray.paths import BFCL_EXEC, BFCL_NON_LIVE, BFCL_SINGLE_TURN
 from fcrm_ray.toolcall.schema import ERROR_TYPES, Example, calls_to_text, reference_to_bfcl
 
 TEST_OBFUSCATED = "test_obfuscated"
@@ -69,9 +69,10 @@ class BfclResultsConfig:
     """What to take from `sources.bfcl_results`. Splits follow `splits` like every other example:
     the held-out categories' real pairs go to `test_real` and their pools to `pools_real.jsonl`;
     the others' to train / `validation_real`."""
-    # wheel category names; the default trains on Java/JavaScript and the live four (where a result
-    # folder has them: BFCL v3/v4 runs) and holds out the Python non-live four
-    categories: list[str] = field(default_factory=lambda: ["simple_java", "simple_javascript", *BFCL_SINGLE_TURN])
+    # wheel category names; the default trains on Java/JavaScript, the executable four (Python,
+    # outside the held-out AST four) and the live four (where a result folder has them: BFCL v3/v4
+    # runs), and holds out the Python non-live four
+    categories: list[str] = field(default_factory=lambda: ["simple_java", "simple_javascript", *BFCL_EXEC, *BFCL_SINGLE_TURN])
     models: list[str] = field(default_factory=list)  # empty = every model in the folders
     # train pairs only from models whose licence allows it (`bfcl_results.MODEL_LICENCES`); evaluation splits use every model;
     # `all` = every model (only if you have checked the licences yourself)

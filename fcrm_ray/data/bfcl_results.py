@@ -7,7 +7,8 @@ at `BFCL-Result/2024-08-11`). Layouts read here:
 
 - BFCL v2 (2024): `result/<model>/gorilla_openfunctions_v1_test_<cat>_result.json`,
   `score/<model>/<cat>_score.json`; categories `simple`, `multiple_function`, `parallel_function`,
-  `parallel_multiple_function`, `java`, `javascript` (ids `<cat>_<n>`).
+  `parallel_multiple_function`, `java`, `javascript` and the executable four
+  (`executable_simple`, ... -> the wheel's `exec_*`) (ids `<cat>_<n>`).
 - BFCL v3 / v4: `result/<model>/[<group>/]BFCL_v3_<cat>_result.json` (or `BFCL_v4_...`) and the
   same names with `_score` in `score/<model>/`.
 
@@ -55,6 +56,11 @@ CATEGORY_TO_WHEEL = {
     "java": "simple_java", "simple_java": "simple_java",
     "javascript": "simple_javascript", "simple_javascript": "simple_javascript",
     **{c: c for c in ("live_simple", "live_multiple", "live_parallel", "live_parallel_multiple")},
+    # the executable categories (v2 `executable_*`, v3 `exec_*`): Python questions outside the four
+    # AST ones, in the wheel's data/unused_datasets/ (BFCL judged them by running the calls)
+    "executable_simple": "exec_simple", "executable_multiple_function": "exec_multiple",
+    "executable_parallel_function": "exec_parallel", "executable_parallel_multiple_function": "exec_parallel_multiple",
+    **{c: c for c in ("exec_simple", "exec_multiple", "exec_parallel", "exec_parallel_multiple")},
 }
 
 _RESULT_FILE = re.compile(r"^(?:gorilla_openfunctions_v1_test_|BFCL_v[34]_)(?P<cat>[a-z_]+?)_result\.json$")

@@ -3,7 +3,9 @@
 Supported inputs (all yield `fcrm_ray.toolcall.schema.Example`):
 
 - BFCL single-turn categories as shipped in the bfcl-eval wheel (`read_bfcl`): question rows
-  `BFCL_v4_<cat>.json` joined by id with `possible_answer/BFCL_v4_<cat>.json`.
+  `BFCL_v4_<cat>.json` joined by id with `possible_answer/BFCL_v4_<cat>.json`; the retired
+  executable categories (`exec_*`) from `unused_datasets/`, their call-string ground truth read as
+  a possible answer (`reference_from_exec`).
 - xLAM / APIGen rows (`read_xlam`): `query`, `tools`, `answers` (JSON strings), tools with a flat
   parameter dict and Python-ish types (`"str, optional"`, `"List[int]"`).
 - OpenAI chat rows (`read_openai_messages`): `{messages, tools}`; every assistant turn with
@@ -34,7 +36,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from fcrm_ray.data.pairs import stable_hash
-from fcrm_ray.paths import BFCL_SINGLE_TURN, bfcl_data_dir
+from fcrm_ray.paths import BFCL_EXEC, BFCL_SINGLE_TURN, bfcl_data_dir
 from fcrm_ray.toolcall.schema import (
     Example,
     ReferenceCall,
@@ -305,9 +307,43 @@ def bfcl_example(q: Any, answer: Any, category: str) -> Example:
     tools = normalize_tools(_json_field(q, "function", (list,)))
     if answer is None:
         raise SchemaError("missing answer: no possible_answer row with this id")
-    ref = reference_from_bfcl(answer)
+    is_exec = isinstance(answer, list) and bool(answer) and all(isinstance(a, str) for a in answer)
+    ref = reference_from_exec(answer, tools) if is_exec else reference_from_bfcl(answer)
     _check_reference(ref, tools)
     return Example(id=qid, tools=tools, conversation=conv, reference=ref, source="bfcl", category=category)
+
+
+def reference_from_exec(ground_truth: list[str], tools) -> list[ReferenceCall]:
+    """The executable categories' ground truth (`["f(a=1, b=[2, 3])", ...]`, one Python call string
+    per expected call; decoded by our parser, never eval) as a possible answer: each given argument
+    accepts its value, and also absence when the value is the schema's default; an optional schema
+    parameter the ground truth leaves out accepts absence or its default (BFCL judged these by
+    executing the call, where both are the same call)."""
+    from fcrm_ray.toolcall.parse import parse_calls
+
+    specs = {t.name: t for t in tools}
+    out = []
+    for i, text in enumerate(ground_truth):
+        parsed = parse_calls(text)
+        if not parsed.ok or len(parsed.calls) != 1:
+            raise SchemaError(f"ground_truth[{i}] is not one Python call: {text[:80]!r}")
+        call = parsed.calls[0]
+        spec = specs.get(call.name)
+        params: dict[str, list] = {}
+        for name, value in call.arguments.items():
+            schema = spec.properties.get(name, {}) if spec is not None else {}
+            alts = [value]
+            if isinstance(schema, Mapping) and "default" in schema and schema["default"] == value:
+                alts.append("")
+            params[name] = alts
+        if spec is not None:
+            for name, schema in spec.properties.items():
+                if name in params or name in spec.required:
+                    continue
+                default = schema.get("default") if isinstance(schema, Mapping) else None
+                params[name] = ["", default] if default not in (None, "") else [""]
+        out.append(ReferenceCall(call.name, params))
+    return out
 
 
 def _bfcl_answers(path: Path, category: str, quarantine, stats: ReadStats) -> dict[str, Any]:
@@ -334,10 +370,11 @@ def read_bfcl(categories: Iterable[str] = BFCL_SINGLE_TURN, data_dir: str | Path
     root = Path(data_dir) if data_dir else bfcl_data_dir()
     stats = stats if stats is not None else ReadStats()
     for cat in categories:
-        qpath = root / f"BFCL_v4_{cat}.json"
+        base = root / "unused_datasets" if cat in BFCL_EXEC else root
+        qpath = base / "question" / f"BFCL_v4_{cat}.json" if cat in BFCL_EXEC else base / f"BFCL_v4_{cat}.json"
         if not qpath.is_file():
             raise FileNotFoundError(f"BFCL category {cat!r}: no file {qpath}")
-        answers = _bfcl_answers(root / "possible_answer" / f"BFCL_v4_{cat}.json", cat, quarantine, stats)
+        answers = _bfcl_answers(base / "possible_answer" / f"BFCL_v4_{cat}.json", cat, quarantine, stats)
 
         def items(qpath=qpath, answers=answers, cat=cat):
             for _, raw in iter_rows(qpath):

@@ -107,8 +107,9 @@ class BonConfig:
     n_boot: int = 1000
     seed: int = 0
     # vote_sum weights exp((reward - top) / vote_temperature): 1 = Bradley-Terry strengths,
-    # larger = flatter (towards majority vote with reward tie-breaks); chosen on validation pools
-    vote_temperature: float = 1.0
+    # larger = flatter (towards majority vote with reward tie-breaks); 2 chosen on the validation
+    # pools (pools_real_validation.jsonl, benchmarks/RESULTS.md)
+    vote_temperature: float = 2.0
     quarantine: str = ""  # default <out>/quarantine.jsonl
     pools: PoolsConfig = field(default_factory=PoolsConfig)
 
