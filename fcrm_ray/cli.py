@@ -9,7 +9,7 @@ import sys
 # (command words) -> "module:function"; each function takes argv (list[str]) and returns an exit code.
 COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("bench", "build"): ("fcrm_ray.data.bench:main", "build an FC-RewardBench-format pair set from BFCL"),
-    ("verify",): ("fcrm_ray.toolcall.verify_file:main", "verify candidate calls against references (JSONL)"),
+    ("verify",): ("fcrm_ray.data.verify_file:main", "verify candidate calls against references (JSONL)"),
     ("generate",): ("fcrm_ray.generate.pipeline:main", "synthesise preference pairs with Ray Data"),
     ("train",): ("fcrm_ray.train.recipe:main", "train a Bradley-Terry reward model with Ray Train"),
     ("eval", "pairwise"): ("fcrm_ray.evaluate.pairwise:main", "pairwise accuracy on a pair set"),

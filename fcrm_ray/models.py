@@ -19,6 +19,7 @@ trained locally (no hub) for tests and CPU demos.
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any, Sequence
@@ -74,6 +75,16 @@ def prepare_tokenizer(tokenizer: Any, model: Any | None = None) -> Any:
     if model is not None:
         model.config.pad_token_id = tokenizer.pad_token_id
     return tokenizer
+
+
+@functools.lru_cache(maxsize=4)
+def load_tokenizer(path: str, trust_remote_code: bool = False) -> Any:
+    """The tokenizer of a model folder (`pkg:minilm` resolved), pad token set; one per process and
+    path (Ray Data tasks reuse their worker, so render/tokenise tasks load it once). The one
+    tokenizer loader of training, evaluation and the filter."""
+    from transformers import AutoTokenizer
+
+    return prepare_tokenizer(AutoTokenizer.from_pretrained(resolve_model_path(path), trust_remote_code=trust_remote_code))
 
 
 def load_reward_model(path: str, dtype: str = "float32", device: str = "cpu", trust_remote_code: bool = False):

@@ -369,7 +369,10 @@ def generate_setup(tmp_path_factory):
     lm = str(build_tiny_causal_lm(root / "tiny-lm"))
 
     def cfg_file(out: Path) -> Path:
-        cfg = small_cfg(out, lm, limit=24, shard_size=2)
+        # enough generation (36 examples x 2 samples x 32 new tokens, one example per batch) that
+        # the hf actor stays busy for seconds even on a fast, idle machine: the kill below must
+        # land while it generates (with 24 x 8 tokens a quiet CI run finished first)
+        cfg = small_cfg(out, lm, limit=36, shard_size=2, hf_tokens=32)
         cfg.generators[2].num_gpus = 1
         cfg.generators[2].batch_size = 1
         return write_yaml(cfg, root / f"{out.name}.yaml")

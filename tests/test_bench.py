@@ -138,7 +138,7 @@ def test_cli_prints_tables(tmp_path, capsys):
 
 
 def test_chosen_surface_match_rejected(tmp_path):
-    from fcrm_ray.toolcall.mutate import detect_style
+    from fcrm_ray.toolcall.surface import detect_style
 
     stats = build(_cfg(tmp_path / "m", "categories=[multiple]", "chosen_surface=match_rejected", "obfuscate_test=false"))
     rows = read_pairs(tmp_path / "m")

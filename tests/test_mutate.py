@@ -11,17 +11,15 @@ import pytest
 
 from fcrm_ray.paths import BFCL_SINGLE_TURN
 from fcrm_ray.toolcall.mutate import (
-    STYLES,
     Mutation,
     chosen_variants,
-    detect_style,
-    format_calls,
     mutate,
     mutate_all,
     resolve_reference,
 )
 from fcrm_ray.toolcall.parse import parse_calls
 from fcrm_ray.toolcall.schema import ERROR_TYPES, Example, ToolCall, normalize_tools, reference_from_bfcl
+from fcrm_ray.toolcall.surface import STYLES, detect_style, format_calls
 from fcrm_ray.toolcall.verify import verify
 
 

@@ -9,7 +9,8 @@ import re
 import pytest
 
 from fcrm_ray.paths import BFCL_SINGLE_TURN
-from fcrm_ray.toolcall.mutate import chosen_variants, detect_style, format_calls, mutate_all
+from fcrm_ray.toolcall.mutate import chosen_variants, mutate_all
+from fcrm_ray.toolcall.surface import detect_style, format_calls
 from fcrm_ray.toolcall.obfuscate import (
     ObfuscationMap,
     deobfuscate_calls,

@@ -11,9 +11,6 @@ from fcrm_ray.data.sources import (
     ReadStats,
     read_bfcl,
     read_examples,
-    read_openai_messages,
-    read_sharegpt_tools,
-    read_xlam,
     sniff_format,
     tools_from_system_prompt,
     write_examples,
@@ -141,7 +138,7 @@ def test_read_xlam_and_quarantine(tmp_path):
     tools_not_list = dict(good, id=9, tools=json.dumps({"not": "a list"}))
     f = _lines(tmp_path / "xlam.jsonl", [good, bad_answers, no_query, tools_not_list, '{"query": "trunc'])
     st, q = ReadStats(), Quarantine()
-    exs = list(read_xlam(f, q, stats=st))
+    exs = list(read_examples(f, "xlam", q, stats=st))
     st.check()
     assert st.items == 5 and st.kept == 1 and st.quarantined == 4 and q.total == 4
     e = exs[0]
@@ -180,7 +177,7 @@ def test_read_openai_messages_one_example_per_call_turn(tmp_path):
     missing_messages = {"tools": OAI_TOOLS}
     f = _lines(tmp_path / "chat.jsonl", [row, no_calls, bad_call, tools_not_list, missing_messages])
     st, q = ReadStats(), Quarantine()
-    exs = list(read_openai_messages(f, q, stats=st))
+    exs = list(read_examples(f, "openai", q, stats=st))
     st.check()
     assert [e.id for e in exs] == ["c1-2", "c1-4"]
     assert len(exs[0].conversation) == 2 and len(exs[1].conversation) == 4
@@ -212,7 +209,7 @@ def test_read_sharegpt_hermes_and_glaive(tmp_path):
     broken = {"tools": [tool], "conversations": [{"from": "human", "value": "x"}, {"from": "gpt", "value": "<tool_call>{\"name\": \"get_weather\", \"argu"}]}
     f = _lines(tmp_path / "sg.jsonl", [hermes, glaive, field_tools, no_tools, broken])
     st, q = ReadStats(), Quarantine()
-    exs = list(read_sharegpt_tools(f, q, stats=st))
+    exs = list(read_examples(f, "sharegpt", q, stats=st))
     st.check()
     assert len(exs) == 3 and st.quarantined == 2
     assert all(e.reference[0].name == "get_weather" for e in exs)

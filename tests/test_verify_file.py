@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from fcrm_ray.cli import main as cli_main
-from fcrm_ray.toolcall.verify_file import VerifyConfig, main, verify_file
+from fcrm_ray.data.verify_file import VerifyConfig, main, verify_file
 
 TOOLS = [{"name": "f", "description": "", "parameters": {"type": "dict", "properties": {
     "a": {"type": "integer"}, "s": {"type": "string"}}, "required": ["a"]}}]

@@ -45,12 +45,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fcrm_ray.config import ConfigError, config_arg_parser, load_config, to_dict
-from fcrm_ray.data.pairs import pair_id, write_pairs
+from fcrm_ray.data.pairs import canonical_chosen, pair_row, write_pairs
 from fcrm_ray.data.quarantine import Quarantine
 from fcrm_ray.data.sources import ReadStats, read_bfcl
 from fcrm_ray.data.splits import SplitConfig, assign_split, unit_hash
-from fcrm_ray.paths import BFCL_EXEC, BFCL_NON_LIVE, BFCL_SINGLE_TURN
-from fcrm_ray.toolcall.schema import ERROR_TYPES, Example, calls_to_text, reference_to_bfcl
+from fcrm_ray.paths import BFCL_EXEC, BFCL_SINGLE_TURN
+from fcrm_ray.toolcall.schema import ERROR_TYPES, Example
+from fcrm_ray.toolcall.surface import detect_style, format_calls
 
 TEST_OBFUSCATED = "test_obfuscated"
 # splits of the pairs made from real model outputs (sources.bfcl_results): train pairs join `train`
@@ -152,30 +153,6 @@ class BenchConfig:
 # ----------------------------------------------------------------------------------------------
 
 
-def canonical_chosen(example: Example) -> str:
-    """The reference's first acceptable form as a canonical JSON list of calls."""
-    return calls_to_text(r.canonical_call() for r in example.reference)
-
-
-def _row(example: Example, split: str, chosen: str, rejected: str, error_type: str, generator: str,
-         obfuscated: bool, id_salt: str = "") -> dict:
-    return {
-        "id": pair_id(example.id + id_salt, rejected, generator),
-        "source": example.source or "bfcl",
-        "example_id": example.id,
-        "category": example.category,
-        "tools": json.dumps([t.to_dict() for t in example.tools], ensure_ascii=False),
-        "conversation": json.dumps(example.conversation, ensure_ascii=False),
-        "reference": json.dumps(reference_to_bfcl(example.reference), ensure_ascii=False),
-        "chosen_output": chosen,
-        "rejected_output": rejected,
-        "error_type": error_type,
-        "generator": generator,
-        "obfuscated": obfuscated,
-        "split": split,
-    }
-
-
 def example_pairs(example: Example, split: str, cfg: BenchConfig, counters: Counter) -> list[dict]:
     """Plain (not obfuscated) pairs of one example; counters get drop reasons."""
     from fcrm_ray.toolcall.mutate import chosen_variants, mutate
@@ -203,8 +180,6 @@ def example_pairs(example: Example, split: str, cfg: BenchConfig, counters: Coun
         else:
             counters["chosen_canonical_no_variant"] += len(muts)
     elif cfg.chosen_surface == "match_rejected":
-        from fcrm_ray.toolcall.mutate import detect_style, format_calls
-
         calls = [r.canonical_call() for r in example.reference]
         chosen = [format_calls(calls, detect_style(m.text) or "json") for m in muts]
         counters["chosen_canonical_matched_surface"] += len(muts)
@@ -218,7 +193,7 @@ def example_pairs(example: Example, split: str, cfg: BenchConfig, counters: Coun
         if not ok_cache[c]:
             counters["dropped_chosen_not_verified"] += 1
             continue
-        rows.append(_row(example, split, c, m.text, m.error_type, f"mutation:{m.kind}", False))
+        rows.append(pair_row(example, split, c, m.text, m.error_type, f"mutation:{m.kind}", False))
     return rows
 
 
@@ -240,7 +215,7 @@ def obfuscated_copies(example: Example, rows: list[dict], copies: int, split: st
             if not vc.correct or vr.correct or vr.error_type != r["error_type"]:
                 counters["dropped_obfuscation_changed_label"] += 1
                 continue
-            out.append(_row(obf, split, chosen, rejected, r["error_type"], r["generator"], True,
+            out.append(pair_row(obf, split, chosen, rejected, r["error_type"], r["generator"], True,
                             id_salt=f"#obf:{tag}{k}"))
     return out
 

@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
+from fcrm_ray.data.pairs import canonical_chosen, pair_row
 from fcrm_ray.toolcall.schema import Example, ToolCall, calls_to_text, reference_to_bfcl
 
 # BFCL v2 / v3 category names -> the wheel's (v4) names; live categories are named alike.
@@ -439,8 +440,6 @@ def real_pairs(outputs: Iterable[ModelOutput], examples: Mapping[str, Example], 
     in canonical JSON. Train pairs use only models whose licence allows training (both sides);
     validation_real/test_real pairs are evaluation only and use every model. `generator` =
     `bfcl:<model>`."""
-    from fcrm_ray.data.bench import _row, canonical_chosen
-
     counters = counters if counters is not None else Counter()
     rows = []
     for ex_id, outs in sorted(_by_example(outputs).items()):
@@ -468,7 +467,7 @@ def real_pairs(outputs: Iterable[ModelOutput], examples: Mapping[str, Example], 
             per_model[o.model] += 1
             chosen = rng.choice(correct) if correct else canonical_chosen(ex)
             counters["real_chosen_other_model" if correct else "real_chosen_reference"] += 1
-            rows.append(dict(_row(ex, split, chosen, o.output, o.error_type or "incorrect_output_format",
+            rows.append(dict(pair_row(ex, split, chosen, o.output, o.error_type or "incorrect_output_format",
                                   f"bfcl:{o.model}", False), source="bfcl_results"))
     return rows
 

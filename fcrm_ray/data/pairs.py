@@ -30,7 +30,7 @@ import json
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
-from fcrm_ray.toolcall.schema import SchemaError
+from fcrm_ray.toolcall.schema import Example, SchemaError, calls_to_text, reference_to_bfcl
 
 PAIR_COLUMNS: tuple[str, ...] = (
     "id",
@@ -111,6 +111,31 @@ def normalize_pair_row(row: Mapping) -> dict:
     rid = row.get("id")
     out["id"] = str(rid) if rid not in (None, "") else pair_id(out["example_id"], out["rejected_output"], out["generator"])
     return {c: out[c] for c in PAIR_COLUMNS}
+
+
+def canonical_chosen(example: Example) -> str:
+    """The reference's first acceptable form as a canonical JSON list of calls."""
+    return calls_to_text(r.canonical_call() for r in example.reference)
+
+
+def pair_row(example: Example, split: str, chosen: str, rejected: str, error_type: str, generator: str,
+             obfuscated: bool, id_salt: str = "") -> dict:
+    """One pair in the schema above (JSON-text columns), from an example and the two outputs."""
+    return {
+        "id": pair_id(example.id + id_salt, rejected, generator),
+        "source": example.source or "bfcl",
+        "example_id": example.id,
+        "category": example.category,
+        "tools": json.dumps([t.to_dict() for t in example.tools], ensure_ascii=False),
+        "conversation": json.dumps(example.conversation, ensure_ascii=False),
+        "reference": json.dumps(reference_to_bfcl(example.reference), ensure_ascii=False),
+        "chosen_output": chosen,
+        "rejected_output": rejected,
+        "error_type": error_type,
+        "generator": generator,
+        "obfuscated": obfuscated,
+        "split": split,
+    }
 
 
 def _iter_files(path: Path) -> list[Path]:

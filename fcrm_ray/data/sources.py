@@ -6,11 +6,11 @@ Supported inputs (all yield `fcrm_ray.toolcall.schema.Example`):
   `BFCL_v4_<cat>.json` joined by id with `possible_answer/BFCL_v4_<cat>.json`; the retired
   executable categories (`exec_*`) from `unused_datasets/`, their call-string ground truth read as
   a possible answer (`reference_from_exec`).
-- xLAM / APIGen rows (`read_xlam`): `query`, `tools`, `answers` (JSON strings), tools with a flat
+- xLAM / APIGen rows (`read_examples(path, "xlam")`): `query`, `tools`, `answers` (JSON strings), tools with a flat
   parameter dict and Python-ish types (`"str, optional"`, `"List[int]"`).
-- OpenAI chat rows (`read_openai_messages`): `{messages, tools}`; every assistant turn with
+- OpenAI chat rows (`"openai"`): `{messages, tools}`; every assistant turn with
   `tool_calls` is one example (the messages before it are the conversation).
-- ShareGPT rows with function calls (`read_sharegpt_tools`): `conversations: [{from, value}]`,
+- ShareGPT rows with function calls (`"sharegpt"`): `conversations: [{from, value}]`,
   Glaive/Hermes-style call turns (`<tool_call>`, `<functioncall>`, `from: function_call`), tools in
   a `tools` field or in the system prompt.
 - Our own canonical rows (`Example.to_dict()`; format name `canonical`, alias `examples`).
@@ -751,15 +751,3 @@ def write_examples(examples: Iterable[Example], path: str | Path) -> Path:
     else:
         raise ValueError(f"write_examples: {p} must end in .parquet or .jsonl")
     return p
-
-
-def read_xlam(path: str | Path, quarantine=None, stats: ReadStats | None = None) -> Iterator[Example]:
-    return read_examples(path, "xlam", quarantine, stats)
-
-
-def read_openai_messages(path: str | Path, quarantine=None, stats: ReadStats | None = None) -> Iterator[Example]:
-    return read_examples(path, "openai", quarantine, stats)
-
-
-def read_sharegpt_tools(path: str | Path, quarantine=None, stats: ReadStats | None = None) -> Iterator[Example]:
-    return read_examples(path, "sharegpt", quarantine, stats)

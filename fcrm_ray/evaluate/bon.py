@@ -47,6 +47,7 @@ from fcrm_ray.config import ConfigError, config_arg_parser, load_config, to_dict
 from fcrm_ray.data.pairs import iter_raw_rows, stable_hash
 from fcrm_ray.data.quarantine import Quarantine
 from fcrm_ray.evaluate import metrics as M
+from fcrm_ray.evaluate.report import fmt_acc, md_table, model_name, save_lines
 from fcrm_ray.paths import BFCL_NON_LIVE
 from fcrm_ray.toolcall.schema import ERROR_TYPES, Example, SchemaError, normalize_tools, reference_from_bfcl
 
@@ -229,7 +230,6 @@ _LABELS = {"rm": "RM pick", "vote_sum": "RM-weighted vote (sum)", "vote_max": "R
 
 
 def bon_markdown(b: Mapping) -> str:
-    from fcrm_ray.evaluate.report import fmt_acc, md_table
 
     sels = [s for s in M.SELECTORS if all(s in row for row in b["curve"].values())]
     curve = sorted(((int(k), v) for k, v in b["curve"].items()))
@@ -255,7 +255,6 @@ def bon_markdown(b: Mapping) -> str:
 
 
 def plot_curve(curve: Mapping, path: Path, title: str) -> None:
-    from fcrm_ray.evaluate.report import save_lines
 
     curve = {int(n): v for n, v in curve.items()}
     ns = sorted(curve)
@@ -265,7 +264,6 @@ def plot_curve(curve: Mapping, path: Path, title: str) -> None:
 
 
 def run_eval(cfg: BonConfig) -> dict:
-    from fcrm_ray.evaluate.pairwise import model_name
 
     if not cfg.out:
         raise ConfigError("config key `out` is required (--out DIR)")

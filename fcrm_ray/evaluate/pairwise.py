@@ -42,6 +42,8 @@ from fcrm_ray.config import ConfigError, config_arg_parser, load_config, to_dict
 from fcrm_ray.data.pairs import read_pairs, stable_hash
 from fcrm_ray.data.quarantine import Quarantine
 from fcrm_ray.evaluate import metrics as M
+from fcrm_ray.evaluate.report import fmt_acc, md_table, model_name, save_group_bars
+from fcrm_ray.models import load_tokenizer
 
 SCORERS = ("rm", "vllm_judge")
 BACKENDS = ("local", "ray")
@@ -161,14 +163,6 @@ def load_pairs(data: str, split: str, quarantine: Quarantine, max_rows: int = 0)
     return kept, counts
 
 
-def model_name(path: str) -> str:
-    """A short display name: the folder name (with its parent when the name is generic)."""
-    p = Path(str(path).rstrip("/"))
-    if p.name in ("model", "hf", "final", "out", "output", "checkpoint") or p.name.startswith("checkpoint"):
-        return f"{p.parent.name}/{p.name}"
-    return p.name or str(path)
-
-
 def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "model"
 
@@ -188,27 +182,12 @@ def score_local(rows: Sequence[Mapping], model_path: str, cfg: PairwiseConfig, q
     return chosen, rejected, {**dict(scorer.stats), "model_info": scorer.model_info()}
 
 
-_TOKENIZERS: dict[str, Any] = {}
-
-
-def _tokenizer(model_path: str, trust_remote_code: bool = False):
-    """One tokenizer per Ray worker process (tasks reuse their worker)."""
-    if model_path not in _TOKENIZERS:
-        from transformers import AutoTokenizer
-
-        from fcrm_ray.models import prepare_tokenizer
-
-        _TOKENIZERS[model_path] = prepare_tokenizer(
-            AutoTokenizer.from_pretrained(model_path, trust_remote_code=trust_remote_code))
-    return _TOKENIZERS[model_path]
-
-
 def render_batch(batch: dict, model_path: str, trust_remote_code: bool = False) -> dict:
     """Ray Data task: pair-side rows (tools, conversation, candidate) -> prompt/completion texts.
     A row that cannot be rendered gets `render_error` and empty texts (scored NaN downstream)."""
     from fcrm_ray.toolcall.render import render
 
-    tok = _tokenizer(model_path, trust_remote_code)
+    tok = load_tokenizer(model_path, trust_remote_code)
     prompts, completions, errors = [], [], []
     for tools, conv, cand in zip(batch["tools"], batch["conversation"], batch["candidate"]):
         try:
@@ -372,7 +351,6 @@ def write_scores(path: Path, rows: Sequence[Mapping], chosen: Sequence[float], r
 
 
 def metrics_markdown(m: Mapping) -> str:
-    from fcrm_ray.evaluate.report import fmt_acc, md_table
 
     lines = [f"# Pairwise accuracy: {m['model']}", "",
              f"Data: `{m['data']}` (split `{m.get('split') or 'all'}`), scorer `{m.get('scorer', 'rm')}`.", "",
@@ -393,7 +371,6 @@ def metrics_markdown(m: Mapping) -> str:
 
 def write_outputs(out: Path, rows: Sequence[Mapping], chosen: Sequence[float], rejected: Sequence[float],
                   m: Mapping, plots: bool = True) -> None:
-    from fcrm_ray.evaluate.report import save_group_bars
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(m, indent=2, default=_json_default))
@@ -435,7 +412,6 @@ def evaluate_model(rows: Sequence[Mapping], model_path: str, cfg: PairwiseConfig
 
 
 def summary_markdown(results: Sequence[Mapping]) -> str:
-    from fcrm_ray.evaluate.report import fmt_acc, md_table
 
     names = [r["model"] for r in results]
     lines = ["# Pairwise accuracy, models side by side", "",
@@ -476,7 +452,6 @@ def run(cfg: PairwiseConfig) -> list[dict]:
             indent=2, default=_json_default))
         (out / "summary.md").write_text(summary_markdown(results))
         if cfg.plots:
-            from fcrm_ray.evaluate.report import save_group_bars
 
             save_group_bars({r["model"]: r["per_error_type"] for r in results}, out / "accuracy_per_error_type.png",
                             title="pairwise accuracy per error type")

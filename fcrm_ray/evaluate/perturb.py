@@ -23,6 +23,7 @@ import random
 from typing import Any, Callable, Mapping, Sequence
 
 from fcrm_ray.data.pairs import stable_hash
+from fcrm_ray.toolcall.surface import detect_style, format_calls
 
 PERTURBATIONS: tuple[str, ...] = ("obfuscate", "shuffle_tools", "distractors", "reorder_keys")
 
@@ -139,7 +140,6 @@ def shuffle_keys(value: Any, rng: random.Random) -> Any:
 def reorder_output(text: str, rng: random.Random) -> str:
     """A call text with its argument order (and JSON key order) shuffled, in the same surface.
     Text that does not parse as calls is returned unchanged (its breakage is the point)."""
-    from fcrm_ray.toolcall.mutate import detect_style, format_calls
     from fcrm_ray.toolcall.parse import parse_calls
     from fcrm_ray.toolcall.schema import ToolCall
 

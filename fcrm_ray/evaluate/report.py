@@ -369,12 +369,18 @@ def robustness_sections(runs: Sequence[Path], out: Path) -> list[Section]:
     return [s]
 
 
+def model_name(path: str) -> str:
+    """A short display name: the folder name (with its parent when the name is generic)."""
+    p = Path(str(path).rstrip("/"))
+    if p.name in ("model", "hf", "final", "out", "output", "checkpoint") or p.name.startswith("checkpoint"):
+        return f"{p.parent.name}/{p.name}"
+    return p.name or str(path)
+
+
 def train_sections(runs: Sequence[Path], out: Path) -> list[Section]:
     sections = []
     for run in runs:
         e = _load(run / "eval.json")
-        from fcrm_ray.evaluate.pairwise import model_name
-
         s = Section(f"Training run: {model_name(str(run))}")
         rows = []
         for split in ("validation", "test"):

@@ -30,6 +30,7 @@ from typing import Mapping, Sequence
 from fcrm_ray.config import ConfigError, load_config
 from fcrm_ray.data.quarantine import Quarantine
 from fcrm_ray.evaluate import metrics as M
+from fcrm_ray.evaluate.report import fmt_acc, md_table, model_name, save_group_bars
 from fcrm_ray.evaluate import pairwise as PW
 from fcrm_ray.evaluate.perturb import PERTURBATIONS, perturb_rows
 from fcrm_ray.toolcall.schema import SchemaError
@@ -107,7 +108,6 @@ def _record(row: Mapping, perturbation: str, c: float, j: float) -> dict:
 
 
 def robustness_markdown(r: Mapping) -> str:
-    from fcrm_ray.evaluate.report import fmt_acc, md_table
 
     c = r["clean"]
     rows = [["clean", c["n"], fmt_acc(c["accuracy"], c["ci95"]), "", "", c.get("truncated_sequences", "")]]
@@ -136,7 +136,6 @@ def write_outputs(out: Path, result: Mapping, records: Sequence[Mapping], plots:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from fcrm_ray.evaluate.report import save_group_bars
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "robustness.json").write_text(json.dumps(result, indent=2, default=PW._json_default))
@@ -157,7 +156,7 @@ def run(cfg: RobustnessConfig) -> list[dict]:
     results = []
     with Quarantine(cfg.quarantine or out / "quarantine.jsonl") as q:
         rows, counts = PW.load_pairs(cfg.data, cfg.split, q, cfg.max_rows)
-        names = [PW._slug(PW.model_name(p)) for p in models]
+        names = [PW._slug(model_name(p)) for p in models]
         for i, path in enumerate(models):
             name = names[i] if names.count(names[i]) == 1 else f"{names[i]}-{i}"
             target = out if len(models) == 1 else out / name

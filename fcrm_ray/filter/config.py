@@ -8,8 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from fcrm_ray.config import ConfigError
+from fcrm_ray.data.sources import FORMATS as ROW_FORMATS
 
-FORMATS = ("auto", "openai", "xlam", "sharegpt", "canonical", "bfcl")
+FORMATS = ("auto", *ROW_FORMATS)  # "auto" = sniffed per row
 BACKENDS = ("actor", "serve")
 POLICIES = ("threshold", "top_fraction", "per_source_top_fraction")
 

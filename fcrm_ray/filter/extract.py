@@ -32,15 +32,13 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping
 
+from fcrm_ray.data.sources import FORMATS, convert_row, sniff_format
 from fcrm_ray.toolcall.schema import Example, SchemaError, calls_to_text
 
 UNIT_COLUMNS = ("unit_id", "row_id", "source", "format", "turn", "tools", "conversation", "candidate")
-FORMATS = ("openai", "xlam", "sharegpt", "canonical", "bfcl")
 
 
 def detect_format(row: Any) -> str:
-    from fcrm_ray.data.sources import sniff_format
-
     fmt = sniff_format(row)  # raises SchemaError naming the keys it saw
     if fmt not in FORMATS:
         raise SchemaError(f"unknown format: {fmt}")
@@ -51,8 +49,6 @@ def extract_row(row: Any, fmt: str = "auto", source: str = "", row_id: str = "",
                 index: int = 0) -> tuple[list[dict], list[tuple[Any, str]]]:
     """(units, bad items) of one corpus row. Never raises for bad data: an unusable row is one
     bad item whose reason starts with a short tag (`malformed row:`, `no tools:`, ...)."""
-    from fcrm_ray.data.sources import convert_row
-
     if not isinstance(row, Mapping):
         return [], [(row, "malformed row: not a JSON object")]
     # A Parquet file mixing formats has every column in every row; a null column is an absent field.

@@ -48,6 +48,7 @@ from fcrm_ray.data.pairs import stable_hash
 from fcrm_ray.filter.config import FilterConfig, ScoringConfig
 from fcrm_ray.filter.extract import UNIT_COLUMNS, extract_row
 from fcrm_ray.filter.policy import QuantileSketch, fit_policy, needs_distribution
+from fcrm_ray.models import load_tokenizer
 from fcrm_ray.toolcall.schema import SchemaError
 
 # Every record flowing through the Ray Data pipeline has these columns (one schema for all blocks).
@@ -138,27 +139,13 @@ def _record(kind: str, shard: str, **kw) -> dict:
     return rec
 
 
-_TOKENIZERS: dict[str, Any] = {}  # per worker process: Ray reuses workers across shard tasks
-
-
-def _render_tokenizer(model_path: str):
-    if model_path not in _TOKENIZERS:
-        from transformers import AutoTokenizer
-
-        from fcrm_ray.models import prepare_tokenizer
-        from fcrm_ray.paths import resolve_model_path
-
-        _TOKENIZERS[model_path] = prepare_tokenizer(AutoTokenizer.from_pretrained(resolve_model_path(model_path)))
-    return _TOKENIZERS[model_path]
-
-
 def extract_shard(shard: dict, fmt: str = "auto", default_source: str = "", render_with: str = "") -> list[dict]:
     """All records of one shard: units, quarantined items, and a final `end` record whose
     `n_items` tells the driver how many records to wait for. With `render_with` (a model path)
     units are also rendered to the model's (prompt, completion) here, in the parallel extract
     tasks, so the scoring actors only tokenize and run the model."""
     fname = Path(shard["file"]).name
-    tok = _render_tokenizer(render_with) if render_with else None
+    tok = load_tokenizer(render_with) if render_with else None
     out = []
     for i, row in read_shard(shard):
         rid = f"{fname}:{i}"

@@ -19,7 +19,7 @@ that to one `Example`:
   its meaning.
 
 `obfuscate_output` renames inside a model output: parsed calls are renamed and re-serialised in
-the same surface (`mutate.format_calls` styles); unparseable text gets whole-word replacement
+the same surface (`surface.format_calls` styles); unparseable text gets whole-word replacement
 (function names anywhere, parameter names only in key positions `"p":` / `p=`), so broken
 outputs stay broken. Names outside the catalog (hallucinated tools or parameters) get stable
 derived names too, so a rejected output never stands out by showing a readable name.
@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
 from fcrm_ray.toolcall.schema import Example, ReferenceCall, ToolCall, ToolSpec
+from fcrm_ray.toolcall.surface import detect_style, format_calls
 
 _ALPHABET = string.ascii_lowercase + string.digits
 FUNCTION_PREFIX = "fn_"
@@ -289,7 +290,6 @@ def obfuscate_example(example: Example, seed: int | str) -> tuple[Example, Obfus
 def obfuscate_output(text: Any, mapping: ObfuscationMap, rename_unknown: bool = True) -> str:
     """Rename function/parameter names inside a model output (see module docstring).
     `rename_unknown=False` leaves names the map does not know as they are (used to deobfuscate)."""
-    from fcrm_ray.toolcall.mutate import detect_style, format_calls  # shares the surface styles
     from fcrm_ray.toolcall.parse import parse_calls
 
     if not isinstance(text, str):

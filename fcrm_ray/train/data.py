@@ -14,31 +14,18 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import random
-from collections import Counter
 from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from fcrm_ray.models import encode_for_reward
+from fcrm_ray.models import encode_for_reward, load_tokenizer
 from fcrm_ray.toolcall.render import render
 
 STATUS_OK = "ok"
 REJECT_REASONS = ("empty_call", "non_utf8", "over_long", "identical_rendering", "render_error")
 META_COLUMNS = ("id", "error_type", "category", "source", "generator", "obfuscated")
-
-
-@functools.lru_cache(maxsize=4)
-def load_tokenizer(path: str, trust_remote_code: bool = False):
-    """Tokenizer of a model folder, pad token set (cached per process for Ray Data tasks)."""
-    from transformers import AutoTokenizer
-
-    from fcrm_ray.models import prepare_tokenizer
-    from fcrm_ray.paths import resolve_model_path
-
-    return prepare_tokenizer(AutoTokenizer.from_pretrained(resolve_model_path(path), trust_remote_code=trust_remote_code))
 
 
 def _is_bad_text(text: str) -> bool:
@@ -111,10 +98,6 @@ def tokenized_schema():
     fields += [("status", pa.string()), ("detail", pa.string()), ("chosen_ids", pa.list_(pa.int32())),
                ("rejected_ids", pa.list_(pa.int32())), ("truncated", pa.bool_()), ("n_tokens", pa.int64())]
     return pa.schema(fields)
-
-
-def count_statuses(rows: Sequence[Mapping]) -> Counter:
-    return Counter(r["status"] for r in rows)
 
 
 # --- which training rows ---------------------------------------------------------------------
