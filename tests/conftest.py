@@ -1,4 +1,6 @@
 import os
+import time
+import uuid
 
 import pytest
 
@@ -7,6 +9,58 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# Every process this test session starts (local Ray clusters, their workers, CLI subprocesses)
+# inherits this marker; at the end of the session any of them still alive is stopped and listed
+# (Ray Train's controller process has been seen hanging at exit after a clean ray.shutdown(), its
+# core worker already shut down). Processes of other sessions or users never carry it.
+SESSION_MARKER = "FCRM_TEST_SESSION"
+os.environ[SESSION_MARKER] = uuid.uuid4().hex
+_LEFTOVERS: list[str] = []
+
+
+def session_leftovers() -> list:
+    """Processes other than this one that carry this session's marker."""
+    import psutil
+
+    mine, out = os.environ[SESSION_MARKER], []
+    for p in psutil.process_iter(["pid"]):
+        if p.pid == os.getpid():
+            continue
+        try:
+            if p.environ().get(SESSION_MARKER) == mine:
+                out.append(p)
+        except (psutil.Error, OSError):
+            continue  # gone, or another user's process
+    return out
+
+
+def pytest_sessionfinish(session, exitstatus):
+    import psutil
+
+    deadline = time.time() + 10  # Ray's own shutdown may still be finishing
+    procs = session_leftovers()
+    while procs and time.time() < deadline:
+        time.sleep(1)
+        procs = [p for p in procs if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    for p in procs:
+        try:
+            _LEFTOVERS.append(f"{p.pid} {' '.join(p.cmdline())[:80] or p.name()}")
+            p.terminate()
+        except psutil.Error:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=5)
+    for p in alive:
+        try:
+            p.kill()
+        except psutil.Error:
+            pass
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _LEFTOVERS:
+        terminalreporter.write_sep("-", f"stopped {len(_LEFTOVERS)} process(es) this test session left running")
+        for line in _LEFTOVERS:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,38 @@
+"""The test session stops what it leaves running (tests/conftest.py): a process started during a
+session that is still alive at its end is terminated and listed, and processes that do not carry
+the session's marker are left alone."""
+
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+CONFTEST = Path(__file__).with_name("conftest.py")
+
+
+def test_a_process_left_running_is_stopped_and_listed(tmp_path):
+    shutil.copy(CONFTEST, tmp_path / "conftest.py")
+    pid_file = tmp_path / "pid"
+    (tmp_path / "test_leak.py").write_text(
+        "import subprocess, sys\n"
+        "def test_leaks():\n"
+        "    p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)'])\n"
+        f"    open({str(pid_file)!r}, 'w').write(str(p.pid))\n")
+    outsider = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"],
+                                env={"PATH": "/usr/bin:/bin"})  # no session marker
+    try:
+        r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path)],
+                           capture_output=True, text=True, timeout=120, cwd=tmp_path)
+        assert r.returncode == 0, r.stdout + r.stderr
+        leaked = int(pid_file.read_text())
+        assert "stopped 1 process(es) this test session left running" in r.stdout, r.stdout
+        assert f"{leaked} " in r.stdout
+        time.sleep(0.5)
+        assert not psutil.pid_exists(leaked) or psutil.Process(leaked).status() == psutil.STATUS_ZOMBIE
+        assert outsider.poll() is None  # not this session's: left alone
+    finally:
+        outsider.kill()
+        outsider.wait()
