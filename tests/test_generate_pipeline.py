@@ -263,3 +263,14 @@ def _cli_cfg(tmp_path, src) -> GenerateConfig:
     cfg.sources = cfg.sources[:2] + [SourceConfig(kind="file", path=str(src), name="custom")]
     cfg.splits = SplitConfig(test_categories=[], validation_fraction=0.0)  # every example in train
     return cfg
+
+
+def test_actor_pools_that_take_every_local_cpu_fail_early(ray_local, tiny_lm, tmp_path):
+    """On the fixed-size local Ray (2 CPUs), pools reserving both CPUs would starve the read and
+    judge tasks: a ConfigError naming the generator, before anything runs."""
+    cfg = small_cfg(tmp_path / "out", tiny_lm)
+    cfg.generators[2].num_cpus = 1.5  # + generators[1]'s 0.5 = 2.0 of 2 CPUs
+    with pytest.raises(ConfigError, match=r"generators\[1\]\.num_cpus.*reserve 2\.0 of 2 CPUs"):
+        P.check_resources(cfg)
+    cfg.generators[2].num_cpus = 0.5
+    P.check_resources(cfg)  # 1.0 of 2: fine

@@ -49,6 +49,7 @@ from fcrm_ray.filter.config import FilterConfig, ScoringConfig
 from fcrm_ray.filter.extract import UNIT_COLUMNS, extract_row
 from fcrm_ray.filter.policy import QuantileSketch, fit_policy, needs_distribution
 from fcrm_ray.models import load_tokenizer
+from fcrm_ray.scoring import finite_or_none
 from fcrm_ray.toolcall.schema import SchemaError
 
 # Every record flowing through the Ray Data pipeline has these columns (one schema for all blocks).
@@ -208,7 +209,7 @@ class UnitScorer:
             return self._score_http(tools, conversations, candidates)
         resp = [self._handle.score_group.remote(json.loads(t), json.loads(m), [c])
                 for t, m, c in zip(tools, conversations, candidates)]
-        return [_finite(r.result()[0]) for r in resp]
+        return [finite_or_none(r.result()[0]) for r in resp]
 
     def _score_http(self, tools, conversations, candidates) -> list[float | None]:
         out: list[float | None] = []
@@ -220,15 +221,9 @@ class UnitScorer:
             # the service gives unscorable candidates a floor reward and flags them: here they stay
             # unscored (None), so the filter quarantines them as before
             out.extend(None if (r.get("unscorable") or [False])[0] or r.get("rewards") is None
-                       else _finite(r["rewards"][0]) for r in res["results"])
+                       else finite_or_none(r["rewards"][0]) for r in res["results"])
         return out
 
-
-def _finite(x: Any) -> float | None:
-    if x is None:
-        return None
-    x = float(x)
-    return x if math.isfinite(x) else None
 
 
 class ScoreUnits:
@@ -265,7 +260,7 @@ class ScoreUnits:
             else:
                 got = self.remote.score(col("tools"), col("conversation"), col("candidate"))
             for i, r in zip(idx, got):
-                rewards[i] = _finite(r)
+                rewards[i] = finite_or_none(r)
         # prompt/completion are not needed downstream: do not ship them to the driver
         batch = batch.drop_columns([c for c in ("prompt", "completion") if c in batch.column_names])
         return batch.append_column("reward", pa.array(rewards, pa.float64()))

@@ -474,8 +474,9 @@ def _init_ray(cfg: GenerateConfig) -> bool:
 
 
 def check_resources(cfg: GenerateConfig) -> None:
-    """Actor pools hold their CPUs for the whole run; if they take every CPU, the read, mutation
-    and judge tasks never get scheduled and Ray Data waits forever. Fail early instead."""
+    """Actor pools hold their CPUs for the whole run; if they take every CPU of a fixed-size local
+    Ray, the read, mutation and judge tasks never get scheduled and Ray Data waits forever. Fail
+    early instead. (Not applied on an existing cluster: `run` skips it there.)"""
     import ray
 
     total = ray.cluster_resources().get("CPU", 0)
@@ -501,7 +502,10 @@ def run(cfg: GenerateConfig) -> dict:
         ctx.enable_progress_bars = cfg.ray.progress_bars
         ctx.max_errored_blocks = cfg.ray.max_errored_blocks
         if pending:
-            check_resources(cfg)
+            if not (cfg.ray.address or os.environ.get("RAY_ADDRESS")):
+                # a local Ray started here has a fixed size; an existing cluster's current CPUs are
+                # not its capacity (an autoscaler adds nodes when the pools ask), so no check there
+                check_resources(cfg)
             execute(cfg, layout, plan, pending)
     finally:
         if started:

@@ -80,6 +80,7 @@ from pathlib import Path
 from typing import Any
 
 from fcrm_ray.config import ConfigError, config_arg_parser, from_dict, load_config, to_dict
+from fcrm_ray.scoring import finite_or_none
 from fcrm_ray.serve.config import ModelConfig, ServeConfig
 
 # --- scoring backend (runs inside model replicas) -----------------------------------------------
@@ -180,7 +181,7 @@ class RewardBackend:
                     results.append([_unit_error("score", e)] * len(spec[1]))
         for members, scores in zip(groups.values(), results):
             for (i, _), s in zip(members, scores):
-                out[i] = s if isinstance(s, dict) else _finite(s)
+                out[i] = s if isinstance(s, dict) else finite_or_none(s)
         return out
 
     def warm_up(self) -> None:
@@ -195,13 +196,6 @@ class RewardBackend:
 def _unit_error(stage: str, e: BaseException) -> dict:
     return {"error": f"{stage} failed: {type(e).__name__}: {str(e)[:300]}"}
 
-
-def _finite(x: Any) -> float | None:
-    """Scores that cannot be computed (e.g. a candidate longer than max_length) come back as None."""
-    if x is None:
-        return None
-    x = float(x)
-    return x if math.isfinite(x) else None
 
 
 class MicroBatcher:
