@@ -307,10 +307,11 @@ def test_filter_job_scales_up_the_right_node_types_and_back_down(fake_cluster, r
              for t in list_tasks(address=fake_cluster.address, limit=10000, raise_on_missing_output=False)]
     extract = [t for t in tasks if "extract_shard" in (t.get("name") or "") and t.get("node_id")]
     assert extract, sorted({t.get("name") for t in tasks})[:20]
-    # CPU tasks run where CPUs are free (Ray's GPU-node avoidance is a preference): never on the
-    # 0-CPU head, and on the cpu_data nodes started for them
+    # CPU tasks run where CPUs are free, never on the 0-CPU head: on the worker nodes the stage
+    # started (Ray's GPU-node avoidance is a preference, so on a fast run a gpu_gen node's spare
+    # CPU may take every extract task before a cpu_data node has come up)
     extract_types = {types[t["node_id"]] for t in extract}
-    assert "head" not in extract_types and "cpu_data" in extract_types, extract_types
+    assert extract_types and "head" not in extract_types and extract_types <= started, extract_types
     stats = json.loads((reference_run["out"] / "stats.json").read_text())
     assert stats["units_in"] == stats["kept"] + stats["dropped"] + stats["quarantined"] > 0
     t0 = time.time()
