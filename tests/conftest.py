@@ -37,11 +37,17 @@ def session_leftovers() -> list:
 def pytest_sessionfinish(session, exitstatus):
     import psutil
 
+    def alive(p) -> bool:
+        try:
+            return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+        except psutil.Error:  # exited between the two calls
+            return False
+
     deadline = time.time() + 10  # Ray's own shutdown may still be finishing
     procs = session_leftovers()
     while procs and time.time() < deadline:
         time.sleep(1)
-        procs = [p for p in procs if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+        procs = [p for p in procs if alive(p)]
     for p in procs:
         try:
             _LEFTOVERS.append(f"{p.pid} {' '.join(p.cmdline())[:80] or p.name()}")

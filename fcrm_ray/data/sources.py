@@ -37,6 +37,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from fcrm_ray.data.pairs import stable_hash
 from fcrm_ray.paths import BFCL_EXEC, BFCL_SINGLE_TURN, bfcl_data_dir
+from fcrm_ray.toolcall.parse import parse_calls
 from fcrm_ray.toolcall.schema import (
     Example,
     ReferenceCall,
@@ -319,8 +320,6 @@ def reference_from_exec(ground_truth: list[str], tools) -> list[ReferenceCall]:
     accepts its value, and also absence when the value is the schema's default; an optional schema
     parameter the ground truth leaves out accepts absence or its default (BFCL judged these by
     executing the call, where both are the same call)."""
-    from fcrm_ray.toolcall.parse import parse_calls
-
     specs = {t.name: t for t in tools}
     out = []
     for i, text in enumerate(ground_truth):
@@ -370,11 +369,14 @@ def read_bfcl(categories: Iterable[str] = BFCL_SINGLE_TURN, data_dir: str | Path
     root = Path(data_dir) if data_dir else bfcl_data_dir()
     stats = stats if stats is not None else ReadStats()
     for cat in categories:
-        base = root / "unused_datasets" if cat in BFCL_EXEC else root
-        qpath = base / "question" / f"BFCL_v4_{cat}.json" if cat in BFCL_EXEC else base / f"BFCL_v4_{cat}.json"
+        name = f"BFCL_v4_{cat}.json"
+        if cat in BFCL_EXEC:  # retired categories: question/ and possible_answer/ under unused_datasets/
+            qpath, apath = root / "unused_datasets" / "question" / name, root / "unused_datasets" / "possible_answer" / name
+        else:
+            qpath, apath = root / name, root / "possible_answer" / name
         if not qpath.is_file():
             raise FileNotFoundError(f"BFCL category {cat!r}: no file {qpath}")
-        answers = _bfcl_answers(base / "possible_answer" / f"BFCL_v4_{cat}.json", cat, quarantine, stats)
+        answers = _bfcl_answers(apath, cat, quarantine, stats)
 
         def items(qpath=qpath, answers=answers, cat=cat):
             for _, raw in iter_rows(qpath):
@@ -572,8 +574,6 @@ def tools_from_system_prompt(text: str) -> list:
 
 def sharegpt_examples(row: Any, index: int) -> list[Example | _Bad]:
     """Every function-call turn -> one Example; earlier call turns become `tool_calls` messages."""
-    from fcrm_ray.toolcall.parse import parse_calls
-
     try:
         if not isinstance(row, Mapping):
             raise SchemaError("malformed row: not a JSON object")
