@@ -9,7 +9,7 @@ Corpus: a synthetic tool-call SFT corpus from BFCL single-turn examples + verifi
 round-robin as OpenAI `messages`, xLAM and ShareGPT rows, repeated under new ids up to `--rows`,
 streamed to JSONL (never held whole in memory).
 
-1. efficiency: rows/s of the full job (`pipeline.run`: plan, Ray Data extract -> actor-pool
+1. efficiency: rows/s of the full job (`filter_run.run`: plan, Ray Data extract -> actor-pool
    scoring -> atomic shard writes, policy, stats) vs the bare loop in one process over the same
    rows (read, `extract_row`, render, `RewardScoringActor` on the same batches, no Ray, no writes).
    ratio = job rows/s / loop rows/s. Job time includes Ray Data start-up and actor start-up.
@@ -20,7 +20,7 @@ streamed to JSONL (never held whole in memory).
 Models: `tiny` = `models.build_tiny_bert_rm` (random-init, 2 layers; measures the pipeline, not
 the model); `minilm` = all-MiniLM-L6-v2 with a fresh scalar head (`models.init_reward_model`),
 the real CPU model's forward cost. Each measured run is a fresh subprocess with its own local Ray
-(`ray_num_cpus=2`). Timings are wall clock on a shared 2-core machine.
+(`ray.num_cpus=2`). Timings are wall clock on a shared 2-core machine.
 """
 
 from __future__ import annotations
@@ -126,12 +126,12 @@ def _sampler(stop: threading.Event, peaks: dict) -> None:
 
 def run_job(corpus: str, model: str, out: str, batch_size: int, shard_rows: int) -> dict:
     from fcrm_ray.config import load_config
-    from fcrm_ray.filter import pipeline
+    from fcrm_ray.filter import run as filter_run
     from fcrm_ray.filter.config import FilterConfig
 
     cfg = load_config(FilterConfig, None, [
-        f"input.path={corpus}", f"output.dir={out}", f"scoring.model_path={model}", f"scoring.batch_size={batch_size}",
-        f"input.shard_rows={shard_rows}", "scoring.max_length=256", "ray_num_cpus=2", "scoring.num_cpus_per_actor=1",
+        f"input.path={corpus}", f"out={out}", f"model.path={model}", f"model.batch_size={batch_size}", f"actors.batch_size={batch_size}",
+        f"input.shard_rows={shard_rows}", "model.max_length=256", "ray.num_cpus=2", "actors.num_cpus_per_actor=1",
         "policy.kind=top_fraction", "policy.fraction=0.5"])
     import ray
 
@@ -142,7 +142,7 @@ def run_job(corpus: str, model: str, out: str, batch_size: int, shard_rows: int)
     th = threading.Thread(target=_sampler, args=(stop, peaks), daemon=True)
     th.start()
     t0 = time.perf_counter()
-    stats = pipeline.run(cfg)
+    stats = filter_run.run(cfg)
     wall = time.perf_counter() - t0
     stop.set()
     th.join()
@@ -158,7 +158,7 @@ def run_loop(corpus: str, model: str, batch_size: int) -> dict:
     import torch
 
     from fcrm_ray.filter.extract import extract_row
-    from fcrm_ray.filter.pipeline import plan_shards, read_shard
+    from fcrm_ray.filter.run import plan_shards, read_shard
     from fcrm_ray.scoring import RewardScoringActor
     from fcrm_ray.toolcall.render import render
 

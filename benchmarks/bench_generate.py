@@ -73,7 +73,7 @@ def child_run(config_path: str) -> None:
 
     from fcrm_ray.config import load_config
     from fcrm_ray.generate.config import GenerateConfig
-    from fcrm_ray.generate.pipeline import run
+    from fcrm_ray.generate.run import run
 
     me = psutil.Process()
     peak = {"tree_private": 0, "tree_rss": 0, "top": []}
@@ -210,7 +210,7 @@ def plain_loop(examples, mix: dict, seed: int = 0) -> tuple[float, int]:
     from fcrm_ray.data.splits import assign_split  # noqa: F401  (the split is part of the work too)
     from fcrm_ray.generate.backends import MutationGenerator
     from fcrm_ray.generate.config import GenerateConfig
-    from fcrm_ray.generate.pipeline import split_of
+    from fcrm_ray.generate.run import split_of
     from fcrm_ray.generate.stages import dedup_stage, judge_stage, work_row
 
     cfg = GenerateConfig()

@@ -148,7 +148,7 @@ def _serve_cfg(model: str, port: int, batch: int, wait_ms: float, clients_max: i
     from fcrm_ray.serve.config import ServeConfig
 
     return load_config(ServeConfig, None, [
-        f"models.rm.path={model}", f"models.rm.max_batch_size={batch}",
+        f"models.rm.path={model}", f"models.rm.batch_size={batch}",
         f"models.rm.batch_wait_timeout_s={wait_ms / 1000 if batch > 1 else 0}",
         f"models.rm.max_ongoing_requests={max(2 * batch, clients_max)}", "models.rm.max_length=384",
         f"models.rm.ray_actor_options.num_cpus={1.0 if replicas == 1 else 0.5}",
@@ -228,7 +228,7 @@ def main() -> None:
     ap.add_argument("--model-path", default=None, help="a trained RM folder instead of --model")
     ap.add_argument("--parts", nargs="+", default=["load", "faults"], choices=["load", "faults"])
     ap.add_argument("--clients", nargs="+", type=int, default=[1, 8, 32])
-    ap.add_argument("--batch-size", type=int, default=32, help="max_batch_size of the batching-on runs")
+    ap.add_argument("--batch-size", type=int, default=32, help="models.<name>.batch_size of the batching-on runs")
     ap.add_argument("--duration", type=float, default=8.0, help="seconds per load point")
     ap.add_argument("--timeout", type=float, default=30.0)
     ap.add_argument("--wait-ms", type=float, default=10.0, help="batch_wait_timeout_s in ms (batching on)")

@@ -101,7 +101,7 @@ def main() -> None:
     rows = [r for r in pq.read_table(a.pairs_path).to_pylist() if r["split"] == "test" and not r["obfuscated"]]
     rows = random.Random(a.seed).sample(rows, min(a.pairs, len(rows)))
     cfg = load_config(ServeConfig, None, [f"models.rm.path={a.model_path}", f"models.rm.max_length={a.max_length}"])
-    backend = RewardBackend(ModelConfig(name="rm", path=a.model_path, max_batch_size=32, max_length=a.max_length))
+    backend = RewardBackend(ModelConfig(name="rm", path=a.model_path, batch_size=32, max_length=a.max_length))
     models = _models(backend)
     tok = policy_tokenizer(a.template)
 

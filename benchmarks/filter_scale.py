@@ -103,9 +103,9 @@ def kill_tree(pid: int) -> None:
 def run_filter(corpus: Path, model: str, out: Path, shard_rows: int, batch_size: int, max_s: float,
                kill_after_shards: int = 0) -> dict:
     argv = [sys.executable, "-m", "fcrm_ray.cli", "filter", "--config", str(REPO / "configs/filter.yaml"),
-            f"input.path={corpus}", f"output.dir={out}", f"scoring.model_path={model}",
-            f"input.shard_rows={shard_rows}", f"scoring.batch_size={batch_size}", "scoring.max_length=256",
-            "ray_num_cpus=2", "policy.kind=top_fraction", "policy.fraction=0.5"]
+            f"input.path={corpus}", f"out={out}", f"model.path={model}",
+            f"input.shard_rows={shard_rows}", f"model.batch_size={batch_size}", f"actors.batch_size={batch_size}", "model.max_length=256",
+            "ray.num_cpus=2", "policy.kind=top_fraction", "policy.fraction=0.5"]
     ray_tmp = tempfile.mkdtemp(prefix="fs-ray-", dir="/tmp")  # short: Unix socket paths live under it
     env = {**os.environ, "RAY_TMPDIR": ray_tmp, "RAY_USAGE_STATS_ENABLED": "0", "TOKENIZERS_PARALLELISM": "false"}
     log = open(out.with_suffix(".log"), "a")

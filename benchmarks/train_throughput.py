@@ -164,7 +164,7 @@ def run_fcrm(rows: list[dict], model_path: str, batch: int, steps: int, lr: floa
     from fcrm_ray.config import load_config
     from fcrm_ray.data.pairs import write_pairs
     from fcrm_ray.train.config import TrainConfig
-    from fcrm_ray.train.recipe import run_training
+    from fcrm_ray.train.run import run_training
 
     with tempfile.TemporaryDirectory() as d:
         write_pairs(rows, Path(d) / "pairs", "pairs", jsonl=False)
@@ -184,7 +184,8 @@ def run_fcrm(rows: list[dict], model_path: str, batch: int, steps: int, lr: floa
             "ckpt.every_steps=0", "logging.wandb_mode=disabled", "scaling.num_workers=1",
             f"scaling.cpus_per_worker={threads}", *extra])
         t0 = time.time()
-        final = run_training(cfg, str(Path(d) / "out"))
+        cfg.out = str(Path(d) / "out")
+        final = run_training(cfg)
         wall = time.time() - t0
         hist = [json.loads(x) for x in (Path(d) / "out" / "metrics.jsonl").read_text().splitlines()]
         kept = json.loads((Path(d) / "out" / "data_stats.json").read_text())["train"]["kept"]

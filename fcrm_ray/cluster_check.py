@@ -2,7 +2,7 @@
 type of the cluster, and how many nodes of which type will each stage ask for?
 
     fcrm cluster check clusters/aws-gpu.yaml configs/pipeline/gpu.yaml
-    fcrm cluster check clusters/kuberay/raycluster.yaml configs/filter.yaml scoring.num_actors=16
+    fcrm cluster check clusters/kuberay/raycluster.yaml configs/filter.yaml actors.num_actors=16
 
 A job whose request matches no node type pends forever on an autoscaling cluster (Ray only warns);
 this check finds that before anything is launched. It needs no Ray cluster and no cloud account:
@@ -237,13 +237,14 @@ def stage_requests(kind: str, path: str = "", overrides: Sequence[str] = (), nam
     if kind == "filter":
         from fcrm_ray.filter.config import FilterConfig
 
-        s = _typed(FilterConfig, path, overrides, ["scoring"]).scoring
+        cfg = _typed(FilterConfig, path, overrides, ["scoring", "actors"])
+        s, pool = cfg.scoring, cfg.actors
         reqs.append(_data_tasks(name))
-        if s.backend == "serve":  # fcrm_ray/filter/pipeline.py: run_scoring
+        if s.backend == "serve":  # fcrm_ray/filter/run.py: run_scoring
             reqs.append(Request(name, "scoring clients (serve backend)", [_res(cpu=0.1)], s.serve_concurrency))
         else:
-            reqs.append(Request(name, "scoring actor pool (scoring.num_actors)",
-                                [_res(s.num_cpus_per_actor, s.num_gpus_per_actor)], s.num_actors))
+            reqs.append(Request(name, "scoring actor pool (actors.num_actors)",
+                                [_res(pool.num_cpus_per_actor, pool.num_gpus_per_actor)], pool.num_actors))
     elif kind == "generate":
         from fcrm_ray.generate.config import GenerateConfig
 
@@ -267,29 +268,28 @@ def stage_requests(kind: str, path: str = "", overrides: Sequence[str] = (), nam
         from fcrm_ray.train.config import TrainConfig
 
         sc = _typed(TrainConfig, path, overrides, ["scaling"]).scaling
-        # recipe.run_training: ScalingConfig(num_workers, resources_per_worker); Ray Train v2 puts
+        # run.run_training: ScalingConfig(num_workers, resources_per_worker); Ray Train v2 puts
         # the workers in one PACK placement group and its controller takes no CPU
         bundle = _res(sc.cpus_per_worker, sc.gpus_per_worker if sc.use_gpu else 0)
         reqs.append(_data_tasks(name, "Ray Data tokenisation tasks"))
         reqs.append(Request(name, "Ray Train workers (scaling.num_workers)", [bundle] * sc.num_workers, 1))
     elif kind in ("pairwise", "robustness"):
-        from fcrm_ray.evaluate.pairwise import PairwiseConfig
-        from fcrm_ray.evaluate.robustness import RobustnessConfig
+        from fcrm_ray.evaluate.config import PairwiseConfig, RobustnessConfig
 
-        cfg = _typed(PairwiseConfig if kind == "pairwise" else RobustnessConfig, path, overrides, ["ray"])
+        cfg = _typed(PairwiseConfig if kind == "pairwise" else RobustnessConfig, path, overrides, ["actors"])
         if cfg.backend == "ray":
             reqs.append(_data_tasks(name, "Ray Data render tasks"))
-            reqs.append(Request(name, "scoring actor pool (ray.num_actors)",
-                                [_res(cfg.ray.num_cpus_per_actor, cfg.ray.num_gpus_per_actor)], cfg.ray.num_actors))
+            reqs.append(Request(name, "scoring actor pool (actors.num_actors)",
+                                [_res(cfg.actors.num_cpus_per_actor, cfg.actors.num_gpus_per_actor)], cfg.actors.num_actors))
         else:
-            reqs.append(_driver(name, "in-process scoring (backend=local)", cfg.device))
+            reqs.append(_driver(name, "in-process scoring (backend=local)", cfg.model.device))
         if getattr(cfg, "scorer", "rm") == "vllm_judge":
             reqs.append(_driver(name, "in-process vLLM judge", "cuda"))
     elif kind == "bon":
-        from fcrm_ray.evaluate.bon import BonConfig
+        from fcrm_ray.evaluate.config import BonConfig
 
         cfg = _typed(BonConfig, path, overrides, [])
-        reqs.append(_driver(name, "in-process scoring (eval bon)", cfg.device))
+        reqs.append(_driver(name, "in-process scoring (eval bon)", cfg.model.device))
         if cfg.pools.backend in ("hf", "vllm"):
             reqs.append(_driver(name, "in-process pool generation (--build-pools)",
                                 "cuda" if cfg.pools.backend == "vllm" else cfg.pools.device))
@@ -312,12 +312,14 @@ def stage_requests(kind: str, path: str = "", overrides: Sequence[str] = (), nam
 def config_requests(path: str, overrides: Sequence[str] = (), stage: str = "") -> list[Request]:
     """Requests of a pipeline config (every stage it runs, with its overrides) or of one stage config
     (its kind from `stage`, else from its keys)."""
-    import yaml
+    from omegaconf import OmegaConf
+
+    from fcrm_ray.config import load_yaml
 
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"CONFIG: no such file: {path}")
-    raw = yaml.safe_load(p.read_text()) or {}
+    raw = OmegaConf.to_container(load_yaml(p)) or {}  # with its `extends:` base merged in
     kind = stage or _sniff_kind(raw, path)
     if kind != "pipeline":
         return stage_requests(kind, path, overrides)

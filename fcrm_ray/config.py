@@ -3,14 +3,21 @@
 Every command takes `--config FILE` and trailing overrides; the result is a typed dataclass.
 Unknown keys, wrong types and failed `validate()` checks raise `ConfigError` naming the key,
 before any Ray cluster or worker starts.
+
+A YAML may start from another one with `extends: other.yaml` (a path relative to the file; the
+other file's keys are merged first, so one model family's shared settings live in one file). A
+schema's `RENAMED` class attribute maps keys that no longer exist to what replaces them, so an
+old config fails with a message naming the new key instead of "unknown key" (`RESHAPED`: the
+same for a key that still exists with another shape, named when its old value does not fit).
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 from pathlib import Path
-from typing import Any, Sequence, TypeVar
+from typing import Any, Mapping, Sequence, TypeVar
 
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -30,14 +37,22 @@ def load_config(schema: type[T], path: str | Path | None = None, overrides: Sequ
     on the cluster)."""
     try:
         cfg = OmegaConf.structured(schema)
-        if path is not None:
-            p = Path(path)
-            if not p.is_file():
-                raise ConfigError(f"--config: no such file: {p}")
-            cfg = OmegaConf.merge(cfg, OmegaConf.load(p))
         bad = [o for o in overrides if "=" not in o]
         if bad:
             raise ConfigError(f"override {bad[0]!r} is not of the form key=value")
+        renamed, reshaped = getattr(schema, "RENAMED", {}), getattr(schema, "RESHAPED", {})
+        if path is not None:
+            raw = load_yaml(path)
+            _check_renamed(renamed, _dotted_keys(OmegaConf.to_container(raw)), f"--config {path}")
+            for key, hint in reshaped.items():  # a section given in its old, flat shape
+                if (v := OmegaConf.select(raw, key)) is not None and not OmegaConf.is_dict(v):
+                    raise ConfigError(f"config key `{key}` (--config {path}): {hint}")
+            cfg = OmegaConf.merge(cfg, raw)
+        _check_renamed(renamed, [o.split("=", 1)[0] for o in overrides], "override")
+        for o in overrides:
+            key = o.split("=", 1)[0]
+            if key in reshaped and not OmegaConf.is_dict(OmegaConf.from_dotlist([o])[key]):
+                raise ConfigError(f"config key `{key}` (override): {reshaped[key]}")
         for o in overrides:
             cfg = _apply_override(cfg, o)
         obj = OmegaConf.to_object(cfg)
@@ -52,6 +67,49 @@ def load_config(schema: type[T], path: str | Path | None = None, overrides: Sequ
         for p in part if isinstance(part, list) else [part]:
             _validate(p, name + ".")
     return obj
+
+
+EXTENDS = "extends"
+
+
+def load_yaml(path: str | Path, _seen: tuple[Path, ...] = ()) -> Any:
+    """A config file as an OmegaConf node, with its `extends:` chain merged underneath it."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"--config: no such file: {p}" if not _seen else f"`{EXTENDS}` in {_seen[-1]}: no such file: {p}")
+    if p.resolve() in _seen:
+        raise ConfigError(f"`{EXTENDS}`: {p} extends itself (through {' -> '.join(str(x) for x in _seen)})")
+    node = OmegaConf.load(p)
+    base = node.pop(EXTENDS, None) if OmegaConf.is_dict(node) else None
+    if base is None:
+        return node
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"config key `{EXTENDS}` in {p}: expected a YAML path, got {base!r}")
+    return OmegaConf.merge(load_yaml(p.parent / base, _seen + (p.resolve(),)), node)
+
+
+def _dotted_keys(tree: Any, prefix: str = "") -> list[str]:
+    """Every key path of a nested mapping (`a`, `a.b`, `gens.0.n`, ...): what a YAML file sets."""
+    items = tree.items() if isinstance(tree, Mapping) else enumerate(tree) if isinstance(tree, list) else ()
+    out = []
+    for k, v in items:
+        key = f"{prefix}{k}"
+        out += [key, *_dotted_keys(v, key + ".")]
+    return out
+
+
+def _check_renamed(renamed: Mapping[str, str], keys: Sequence[str], where: str) -> None:
+    """Fail on a key listed in `renamed` (a `*` segment matches any one key: `models.*.old`)."""
+    hits = []
+    for key in keys:
+        parts = key.split(".")
+        for old, new in renamed.items():
+            pattern = old.split(".")
+            if len(parts) >= len(pattern) and all(p in ("*", k) for p, k in zip(pattern, parts)):
+                hits.append((len(pattern), len(parts), key, new))
+    if hits:  # the most specific rename: `split.seed` says more than `split`
+        _, _, key, new = max(hits, key=lambda h: h[:2])
+        raise ConfigError(f"config key `{key}` ({where}) was renamed: use {new}")
 
 
 def _apply_override(cfg: Any, override: str) -> Any:
@@ -98,20 +156,25 @@ def to_yaml(cfg: Any) -> str:
     return OmegaConf.to_yaml(OmegaConf.structured(cfg))
 
 
-def config_arg_parser(prog: str, description: str = "") -> argparse.ArgumentParser:
-    """Parser with the shared `--config FILE` option and trailing `key=value` overrides."""
+def config_arg_parser(prog: str, description: str = "", out: bool = False) -> argparse.ArgumentParser:
+    """Parser with the shared `--config FILE` option and trailing `key=value` overrides; with `out`,
+    also `--out DIR`, the stage's `out` key."""
     p = argparse.ArgumentParser(prog=prog, description=description)
     p.add_argument("--config", help="OmegaConf YAML file")
+    if out:
+        p.add_argument("--out", help="output folder (the config key `out`)")
     p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.lr=1e-5")
     return p
 
 
 def parse_config_args(schema: type[T], argv: Sequence[str] | None, prog: str, description: str = "",
                       parser: argparse.ArgumentParser | None = None) -> tuple[T, argparse.Namespace]:
-    """Parse `--config` + overrides (+ any extra options on `parser`) into (config, args)."""
+    """Parse `--config` + overrides (+ any extra options on `parser`) into (config, args). `--out`
+    sets the key `out` (explicit `out=...` overrides win)."""
     parser = parser or config_arg_parser(prog, description)
-    args = parser.parse_args(argv)
-    return load_config(schema, args.config, args.overrides), args
+    args = parser.parse_intermixed_args(argv)  # `--out DIR` may come after key=value overrides
+    flags = [f"out={json.dumps(args.out)}"] if getattr(args, "out", None) is not None else []
+    return load_config(schema, args.config, [*flags, *args.overrides]), args
 
 
 def require_path(value: str | None, key: str, kind: str = "any") -> None:

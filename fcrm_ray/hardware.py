@@ -17,9 +17,9 @@ from __future__ import annotations
 import logging
 import os
 
-log = logging.getLogger(__name__)
+from fcrm_ray.common.scorer import AUTOCAST_MODES
 
-AUTOCAST_MODES = ("auto", "bf16", "none")
+log = logging.getLogger(__name__)
 
 # oneDNN ISA names below the first one with native bf16 (avx512_core_bf16); a cap at one of these
 # means bf16 is emulated even on a CPU that has the instructions.

@@ -143,7 +143,7 @@ def stage_commands(cfg: PipelineConfig, lay: Layout) -> dict[str, list[list[str]
     """The command lines of each stage (`serve` is started and probed by `run_serve_check`)."""
     return {
         "bench": [_fcrm("bench", "build") + _with_config(cfg.bench) + ["--out", str(lay.bench), *cfg.bench.overrides]],
-        "generate": [_fcrm("generate") + _with_config(cfg.generate) + [f"output.dir={lay.generate}", *cfg.generate.overrides]],
+        "generate": [_fcrm("generate") + _with_config(cfg.generate) + ["--out", str(lay.generate), *cfg.generate.overrides]],
         "train": [_fcrm("train") + _with_config(cfg.train) + [
             "--out", str(lay.rm), f"data.train_path={lay.bench}", f"data.extra_train_paths=[{lay.generate}]",
             f"data.test_path={lay.bench}",
@@ -156,7 +156,7 @@ def stage_commands(cfg: PipelineConfig, lay: Layout) -> dict[str, list[list[str]
                 "--model", str(lay.rm), "--candidates", str(lay.bon_pools), "--out", str(lay.bon), *cfg.bon.overrides]],
         "serve": [_fcrm("serve") + _with_config(cfg.serve) + [f"models.fcrm-rm.path={lay.rm}", *cfg.serve.overrides]],
         "filter": [_fcrm("filter") + _with_config(cfg.filter) + [
-            f"input.path={lay.corpus}", f"output.dir={lay.filter}", f"scoring.model_path={lay.rm}", *cfg.filter.overrides]],
+            f"input.path={lay.corpus}", "--out", str(lay.filter), f"model.path={lay.rm}", *cfg.filter.overrides]],
         "report": [_fcrm("report", str(lay.out), "--out", str(lay.report), "--title", cfg.title)],  # run in-process
     }
 

@@ -595,15 +595,18 @@ class RewardScoringActor:
         return out
 
 
-def score_dataset(ds: Any, model_path: str, num_actors: int = 1, batch_size: int = 64,
-                  num_gpus_per_actor: float = 0, **scorer_kwargs: Any) -> Any:
-    """`ds` (a Ray Dataset with prompt/completion columns) with a `reward` column, scored by an
-    actor pool of `num_actors` scorers. Sort/group rows by prompt upstream to share more prefixes."""
+def score_dataset(ds: Any, model_path: str, scorer: Any, pool: Any, batch_format: str = "numpy") -> Any:
+    """`ds` (a Ray Dataset with prompt/completion columns, optional group_id) with a `reward`
+    column, scored by an actor pool of `RewardScoringActor`s: `scorer` is a
+    `common.scorer.ScorerConfig` (the model's settings), `pool` a `common.ray_cluster.ActorPoolConfig`
+    (actors, their CPUs/GPUs, rows per batch). Sort/group rows by prompt upstream to share more
+    prefixes."""
     import ray.data
 
-    kwargs = dict(scorer_kwargs, model_path=model_path)
-    return ds.map_batches(RewardScoringActor, fn_constructor_kwargs=kwargs, batch_size=batch_size,
-                          compute=ray.data.ActorPoolStrategy(size=num_actors), num_gpus=num_gpus_per_actor or None)
+    return ds.map_batches(RewardScoringActor, fn_constructor_kwargs={"model_path": model_path, **scorer.scorer_kwargs()},
+                          batch_size=pool.batch_size, batch_format=batch_format,
+                          compute=ray.data.ActorPoolStrategy(size=pool.num_actors),
+                          num_cpus=pool.num_cpus_per_actor, num_gpus=pool.num_gpus_per_actor or None)
 
 
 def finite_or_none(x: Any) -> float | None:

@@ -4,8 +4,8 @@
       --runtime-env jobs/runtime_env_gpu.yaml -- \
       python jobs/eval_rm.py pairwise --config configs/eval/pairwise.yaml \
         --model /mnt/cluster_storage/fcrm/rm-qwen3-8b --data /mnt/cluster_storage/fcrm/bench \
-        --out /mnt/cluster_storage/fcrm/eval/pairwise backend=ray device=cuda dtype=bfloat16 \
-        max_length=4096 ray.num_actors=8 ray.num_gpus_per_actor=1
+        --out /mnt/cluster_storage/fcrm/eval/pairwise backend=ray model.device=cuda model.dtype=bfloat16 \
+        actors.num_actors=8 actors.num_gpus_per_actor=1
 
 The first word picks the evaluation (default `pairwise`); the rest is that command's arguments.
 """

@@ -2,10 +2,10 @@
 
     ray job submit --address http://127.0.0.1:8265 --working-dir . \
       --runtime-env jobs/runtime_env_gpu.yaml -- \
-      python jobs/generate.py --config configs/generate/gpu.yaml output.dir=/mnt/cluster_storage/fcrm/gen-1
+      python jobs/generate.py --config configs/generate/gpu.yaml --out /mnt/cluster_storage/fcrm/gen-1
 
 Inside a job `RAY_ADDRESS` is set, so the pipeline joins the cluster instead of starting Ray.
-Resubmitting the same command resumes: finished shards are skipped (see fcrm_ray.generate.pipeline).
+Resubmitting the same command resumes: finished shards are skipped (see fcrm_ray.generate.run).
 """
 
 import sys

@@ -3,7 +3,7 @@
     ray job submit --address http://127.0.0.1:8265 --working-dir . \
       --runtime-env jobs/runtime_env_gpu.yaml -- \
       python jobs/serve_rm.py --config configs/serve.yaml models.fcrm-rm.path=/mnt/cluster_storage/rm models.fcrm-rm.device=cuda \
-        models.fcrm-rm.ray_actor_options.num_gpus=1 ray_address=auto blocking=false
+        models.fcrm-rm.ray_actor_options.num_gpus=1 ray.address=auto blocking=false
 
 With `blocking=false` the job returns once the application is deployed; Serve keeps it running on
 the cluster (`serve status`, `serve shutdown`). For declarative deployments prefer

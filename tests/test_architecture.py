@@ -83,12 +83,12 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 def test_toolcall_core_imports_only_stdlib_and_itself():
     stdlib = set(sys.stdlib_module_names)
     bad = []
-    for path in sorted((PKG / "toolcall").glob("*.py")):
+    for path in sorted((PKG / "toolcall").rglob("*.py")):
         for imp in _imports(path):
             top = imp.split(".")[0]
             if imp.startswith("fcrm_ray.toolcall") or top in stdlib or top == "__future__":
                 continue
-            bad.append(f"{path.name}: {imp}")
+            bad.append(f"{path.relative_to(PKG)}: {imp}")
     assert not bad, "the pure core imports outside itself and the standard library:\n" + "\n".join(bad)
 
 

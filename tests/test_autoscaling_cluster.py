@@ -205,10 +205,10 @@ def corpus(tmp_path_factory):
 
 def _filter_argv(corpus_dir, out, rm) -> list[str]:
     return [sys.executable, "-m", "fcrm_ray.cli", "filter", "--config", str(ROOT / "configs/filter.yaml"),
-            f"input.path={corpus_dir}", f"output.dir={out}", f"scoring.model_path={rm}", "input.shard_rows=10",
-            "scoring.batch_size=4", "scoring.max_length=256", "scoring.num_cpus_per_actor=1",
+            f"input.path={corpus_dir}", f"out={out}", f"model.path={rm}", "input.shard_rows=10",
+            "model.batch_size=4", "actors.batch_size=4", "model.max_length=256", "actors.num_cpus_per_actor=1",
             # a logical GPU: the scoring pool needs a `gpu_gen` node, the extract tasks a `cpu_data` one
-            "scoring.num_gpus_per_actor=1", "policy.kind=threshold", "policy.threshold=0.0", "output.histogram=false"]
+            "actors.num_gpus_per_actor=1", "policy.kind=threshold", "policy.threshold=0.0", "output.histogram=false"]
 
 
 def _submit(cluster, argv) -> str:
@@ -291,13 +291,13 @@ def test_filter_job_scales_up_the_right_node_types_and_back_down(fake_cluster, r
     nts = [cc.NodeType(k, {r: float(v) for r, v in t["resources"].items() if r != "object_store_memory"},
                        t["max_workers"]) for k, t in WORKER_TYPES.items()]
     predicted = {cc.place(r, nts).node_type for r in cc.stage_requests(
-        "filter", str(ROOT / "configs/filter.yaml"), ["scoring.num_gpus_per_actor=1", "scoring.model_path=x"])}
+        "filter", str(ROOT / "configs/filter.yaml"), ["actors.num_gpus_per_actor=1", "model.path=x"])}
     assert predicted == {"cpu_data", "gpu_gen"}
     assert predicted <= started, f"nodes started: {types}"
     # Ray Data also asks the autoscaler for more while its operators are busy; whatever came up
     # must fit one of the stage's requests (a GPU bundle may land on gpu_train once gpu_gen is busy)
     feasible = {t.name for t in nts for r in cc.stage_requests("filter", str(ROOT / "configs/filter.yaml"), [
-        "scoring.num_gpus_per_actor=1", "scoring.model_path=x"]) if all(cc.fits(b, t) for b in r.bundles)}
+        "actors.num_gpus_per_actor=1", "model.path=x"]) if all(cc.fits(b, t) for b in r.bundles)}
     assert started <= feasible, f"nodes started: {types}"
     # the stages ran on them: the scoring actors on GPU nodes, the extract tasks on workers
     assert reference_run["actors"], "no scoring actor was seen"
@@ -389,7 +389,7 @@ def test_generate_job_survives_a_worker_node_killed_mid_run(fake_cluster, genera
     from ray.util.state import list_actors
 
     from fcrm_ray.data.pairs import read_pairs
-    from fcrm_ray.generate.pipeline import RunLayout
+    from fcrm_ray.generate.run import RunLayout
 
     root, cfg_file = generate_setup
     _wait_scaled_down(fake_cluster)

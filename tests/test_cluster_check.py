@@ -63,11 +63,11 @@ def test_gpu_pipeline_plan(cluster):
 
 
 def test_unplaceable_request_names_stage_request_and_closest_type(capsys):
-    rep = cc.plan(str(AWS), str(ROOT / "configs/filter.yaml"), ["scoring.num_gpus_per_actor=16"])
+    rep = cc.plan(str(AWS), str(ROOT / "configs/filter.yaml"), ["actors.num_gpus_per_actor=16"])
     (err,) = rep.errors
     assert err.startswith("stage `filter`: scoring actor pool")
     assert "GPU=16" in err and "Closest: `gpu_train`" in err and "short of {GPU=8}" in err
-    rc = cli_main(["cluster", "check", str(AWS), str(ROOT / "configs/filter.yaml"), "scoring.num_gpus_per_actor=16"])
+    rc = cli_main(["cluster", "check", str(AWS), str(ROOT / "configs/filter.yaml"), "actors.num_gpus_per_actor=16"])
     assert rc == 1
     assert "ERROR stage `filter`" in capsys.readouterr().out
 
@@ -86,21 +86,21 @@ def test_unplaceable_stage_inside_a_pipeline_is_named(tmp_path):
     rep = cc.plan(str(AWS), str(p))
     assert len(rep.errors) == 1 and rep.errors[0].startswith("stage `train`: Ray Train workers")
     assert "CPU=300" in rep.errors[0]
-    pipe["filter"]["overrides"] = ["scoring.num_actors=0"]
+    pipe["filter"]["overrides"] = ["actors.num_actors=0"]
     p.write_text(yaml.safe_dump(pipe))
-    with pytest.raises(ConfigError, match="stage `filter` .*scoring.batch_size`/`num_actors"):
+    with pytest.raises(ConfigError, match="stage `filter` .*actors.num_actors"):
         cc.plan(str(AWS), str(p))
 
 
 def test_concurrency_beyond_max_workers_spills_then_errors():
-    over = ["scoring.num_gpus_per_actor=1", "scoring.device=cuda"]
+    over = ["actors.num_gpus_per_actor=1", "model.device=cuda"]
     # 40 GPUs: more than 8 gen nodes x 4 or 4 train nodes x 8 hold, less than both together
-    rep = cc.plan(str(KUBERAY), str(ROOT / "configs/filter.yaml"), ["scoring.num_actors=40", *over])
+    rep = cc.plan(str(KUBERAY), str(ROOT / "configs/filter.yaml"), ["actors.num_actors=40", *over])
     assert rep.errors == []
     (pool,) = [p for p in rep.placements if "actor pool" in p.request.what]
     assert "spread over 4 x gpu-train + 2 x gpu-gen" in pool.note
     assert rep.nodes_by_stage()["filter"] == {"cpu-data": 1, "gpu-train": 4, "gpu-gen": 2}
-    rep = cc.plan(str(KUBERAY), str(ROOT / "configs/filter.yaml"), ["scoring.num_actors=65", *over])
+    rep = cc.plan(str(KUBERAY), str(ROOT / "configs/filter.yaml"), ["actors.num_actors=65", *over])
     (err,) = rep.errors
     assert "stage `filter`" in err and "max_workers of `gpu-train` is 4" in err
     assert "hold 64 of 65 replicas" in err and "pend forever" in err
@@ -146,8 +146,8 @@ def test_bad_inputs_are_clear_errors(tmp_path, capsys):
         cc.plan(str(AWS), str(notcluster))
     with pytest.raises(ConfigError, match="scoring.num_actorz"):
         cc.plan(str(AWS), str(ROOT / "configs/filter.yaml"), ["scoring.num_actorz=3"])
-    with pytest.raises(ConfigError, match="scoring.batch_size"):
-        cc.plan(str(AWS), str(ROOT / "configs/filter.yaml"), ["scoring.batch_size=0"])
+    with pytest.raises(ConfigError, match="actors.batch_size"):
+        cc.plan(str(AWS), str(ROOT / "configs/filter.yaml"), ["actors.batch_size=0"])
     assert cli_main(["cluster", "check", str(tmp_path / "nope.yaml"), str(ROOT / "configs/filter.yaml")]) == 2
     assert "CLUSTER_YAML: no such file" in capsys.readouterr().err
 

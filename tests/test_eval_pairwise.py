@@ -1,7 +1,6 @@
-"""`fcrm eval pairwise` end to end on a tiny random-init RM, plus the judge prompt/verdict helpers."""
+"""`fcrm eval pairwise` end to end on a tiny random-init RM (the judge's helpers: test_eval_judge.py)."""
 
 import json
-import math
 
 import pyarrow.parquet as pq
 import pytest
@@ -119,21 +118,6 @@ def test_subset_is_stable():
     assert len(a) == 10 and PW.subset(list(reversed(rows)), 10) == list(reversed(a))
 
 
-def test_judge_prompt_and_verdicts():
-    msgs = PW.judge_messages(json.dumps(TOOLS), json.dumps([{"role": "user", "content": "weather in Paris?"}]),
-                             '[{"name": "get_weather", "arguments": {"city": "Paris"}}]')
-    assert msgs[0]["role"] == "system" and "yes or no" in msgs[0]["content"]
-    assert "get_time" in msgs[1]["content"] and "weather in Paris?" in msgs[1]["content"]
-    assert '"city": "Paris"' in msgs[1]["content"]
-    assert PW.parse_verdict("Yes, it is right.") == 1.0
-    assert PW.parse_verdict("<think>yes? maybe</think>No.") == 0.0
-    assert PW.parse_verdict("The call is incorrect") == 0.0
-    assert PW.parse_verdict("unsure") is None
-    assert PW.verdict_score({" Yes": math.log(0.6), "No": math.log(0.2), "yes": math.log(0.1)}, "") == pytest.approx(0.7 / 0.9)
-    assert PW.verdict_score({"maybe": -0.1}, "no") == 0.0
-    assert PW.verdict_score(None, "hmm") == 0.5
-
-
 def test_vllm_judge_without_vllm_is_a_clear_error(tmp_path, pair_file, monkeypatch):
     import sys
 
@@ -158,7 +142,7 @@ def test_ray_backend_matches_local(tiny_rm, pair_file, tmp_path, ray_cluster):
     local, ray_out = tmp_path / "local", tmp_path / "ray"
     assert PW.main(["--model", tiny_rm, "--data", str(pair_file), "--out", str(local), "n_boot=20"]) == 0
     assert PW.main(["--model", tiny_rm, "--data", str(pair_file), "--out", str(ray_out), "n_boot=20",
-                    "backend=ray", "ray.num_actors=1", "ray.batch_size=4"]) == 0
+                    "backend=ray", "actors.num_actors=1", "actors.batch_size=4"]) == 0
     a = pq.read_table(local / "scores.parquet").to_pylist()
     b = pq.read_table(ray_out / "scores.parquet").to_pylist()
     assert [x["id"] for x in a] == [x["id"] for x in b]

@@ -112,7 +112,7 @@ def test_robustness_command_end_to_end(tmp_path, pairs):
     data = write_pairs(pairs[:6], tmp_path / "data", "pairs")
     out = tmp_path / "rob"
     assert R.main(["--model", rm, "--data", str(data), "--out", str(out), "--config", "configs/eval/robustness.yaml",
-                   "n_boot=50", "max_length=256"]) == 0
+                   "n_boot=50", "model.max_length=256"]) == 0
     for f in ("robustness.json", "robustness.md", "robustness.png", "scores.parquet"):
         assert (out / f).is_file(), f
     r = json.loads((out / "robustness.json").read_text())
@@ -128,7 +128,7 @@ def test_robustness_command_end_to_end(tmp_path, pairs):
 
 def test_robustness_config_rejects_unknown_perturbation(tmp_path):
     from fcrm_ray.config import ConfigError, load_config
-    from fcrm_ray.evaluate.robustness import RobustnessConfig
+    from fcrm_ray.evaluate.config import RobustnessConfig
 
     with pytest.raises(ConfigError, match="perturbations"):
         load_config(RobustnessConfig, "configs/eval/robustness.yaml", ["perturbations=[paraphrase]"])

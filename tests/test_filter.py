@@ -11,7 +11,7 @@ import random
 import pytest
 
 from fcrm_ray.config import ConfigError, load_config
-from fcrm_ray.filter import pipeline
+from fcrm_ray.filter import run as filter_run
 from fcrm_ray.filter.config import FilterConfig
 from fcrm_ray.filter.extract import UNIT_COLUMNS, extract_row
 from fcrm_ray.filter.policy import QuantileSketch, fit_policy
@@ -159,23 +159,37 @@ def test_shards_cover_every_row_once_parquet_and_jsonl(tmp_path):
     rows = [{"id": i, "x": "v"} for i in range(23)]
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "a.parquet", row_group_size=5)
     (tmp_path / "b.jsonl").write_text("\n".join(json.dumps(r) for r in rows[:7]) + "\n\nnot json\n")
-    shards = pipeline.plan_shards(str(tmp_path), shard_rows=4)
-    assert shards == pipeline.plan_shards(str(tmp_path), shard_rows=4)  # deterministic
-    got = [(s["file"], i, r) for s in shards for i, r in pipeline.read_shard(s)]
+    shards = filter_run.plan_shards(str(tmp_path), shard_rows=4)
+    assert shards == filter_run.plan_shards(str(tmp_path), shard_rows=4)  # deterministic
+    got = [(s["file"], i, r) for s in shards for i, r in filter_run.read_shard(s)]
     a = [r for f, _, r in got if f.endswith("a.parquet")]
     b = [r for f, _, r in got if f.endswith("b.jsonl")]
     assert [r["id"] for r in a] == list(range(23))
     assert [r["id"] for r in b[:7]] == list(range(7)) and b[7] == "not json" and len(b) == 8
-    assert len(pipeline.plan_shards(str(tmp_path), shard_rows=4, limit=10)) == 3
+    assert len(filter_run.plan_shards(str(tmp_path), shard_rows=4, limit=10)) == 3
 
 
 def test_config_errors_name_the_key():
     with pytest.raises(ConfigError, match="input.path"):
-        load_config(FilterConfig, None, ["output.dir=x", "scoring.model_path=m"])
+        load_config(FilterConfig, None, ["out=x", "model.path=m"])
     with pytest.raises(ConfigError, match="policy.fraction"):
-        load_config(FilterConfig, None, ["input.path=x", "output.dir=x", "scoring.model_path=m", "policy.fraction=0"])
-    with pytest.raises(ConfigError, match="scoring.model_path"):
-        load_config(FilterConfig, None, ["input.path=x", "output.dir=x"])
+        load_config(FilterConfig, None, ["input.path=x", "out=x", "model.path=m", "policy.fraction=0"])
+    with pytest.raises(ConfigError, match="model.path"):
+        load_config(FilterConfig, None, ["input.path=x", "out=x"])
+
+
+@pytest.mark.parametrize("old, new", [("scoring.model_path=m", "`model.path`"), ("scoring.max_length=64", "`model.max_length`"),
+                                      ("scoring.num_actors=2", "`actors.num_actors`"), ("output.dir=x", "`out`"),
+                                      ("ray_address=auto", "`ray.address`")])
+def test_old_keys_fail_naming_the_new_key(old, new, tmp_path):
+    with pytest.raises(ConfigError, match=f"`{old.split('=')[0]}`.*renamed: use {new}"):
+        load_config(FilterConfig, None, ["input.path=x", "out=x", old])
+    yaml = tmp_path / "old.yaml"  # the same in a YAML file
+    key, value = old.split("=")
+    head, _, leaf = key.rpartition(".")
+    yaml.write_text(f"{head}:\n  {leaf}: {value}\n" if head else f"{leaf}: {value}\n")
+    with pytest.raises(ConfigError, match=f"renamed: use {new}"):
+        load_config(FilterConfig, yaml, ["input.path=x"])
 
 
 # --- the Ray Data job (slow) -------------------------------------------------------------------
@@ -243,8 +257,8 @@ def corpus(tmp_path_factory):
 
 def _cfg(corpus_dir, out, rm, *extra):
     return load_config(FilterConfig, None, [
-        f"input.path={corpus_dir}", f"output.dir={out}", f"scoring.model_path={rm}", "input.shard_rows=40",
-        "scoring.batch_size=32", "scoring.max_length=256", "scoring.num_cpus_per_actor=1", *extra])
+        f"input.path={corpus_dir}", f"out={out}", f"model.path={rm}", "input.shard_rows=40",
+        "model.batch_size=32", "actors.batch_size=32", "model.max_length=256", "actors.num_cpus_per_actor=1", *extra])
 
 
 def _read(out, part):
@@ -258,7 +272,7 @@ def _read(out, part):
 def test_filter_end_to_end_accounting_and_outputs(ray_local, tiny_rm, corpus, tmp_path):
     corpus_dir, n_rows = corpus
     out = tmp_path / "run"
-    stats = pipeline.run(_cfg(corpus_dir, out, tiny_rm, "policy.kind=top_fraction", "policy.fraction=0.25"))
+    stats = filter_run.run(_cfg(corpus_dir, out, tiny_rm, "policy.kind=top_fraction", "policy.fraction=0.25"))
     assert stats["rows_in"] == n_rows
     kept, dropped, quar = _read(out, "kept"), _read(out, "dropped"), _read(out, "quarantine")
     assert (len(kept), len(dropped), len(quar)) == (stats["kept"], stats["dropped"], stats["quarantined"])
@@ -280,7 +294,7 @@ def test_filter_end_to_end_accounting_and_outputs(ray_local, tiny_rm, corpus, tm
 
     # A different policy on the same run re-splits without re-scoring (same rewards).
     before = {r["unit_id"] + r["row_id"]: r["reward"] for r in kept + dropped}
-    stats2 = pipeline.run(_cfg(corpus_dir, out, tiny_rm, "policy.kind=per_source_top_fraction", "policy.fraction=0.5"))
+    stats2 = filter_run.run(_cfg(corpus_dir, out, tiny_rm, "policy.kind=per_source_top_fraction", "policy.fraction=0.5"))
     after = {r["unit_id"] + r["row_id"]: r["reward"] for r in _read(out, "kept") + _read(out, "dropped")}
     assert after == before and stats2["units_in"] == stats["units_in"]
     for src, k in stats2["kept_by_source"].items():
@@ -288,8 +302,8 @@ def test_filter_end_to_end_accounting_and_outputs(ray_local, tiny_rm, corpus, tm
         assert k == -(-total // 2)
 
     # A different model in the same output dir is refused, naming the key.
-    with pytest.raises(ConfigError, match="output.dir"):
-        pipeline.run(_cfg(corpus_dir, out, str(tmp_path / "other-model")))
+    with pytest.raises(ConfigError, match="`out`"):
+        filter_run.run(_cfg(corpus_dir, out, str(tmp_path / "other-model")))
 
 
 class _Killed(Exception):
@@ -307,15 +321,15 @@ def test_filter_resume_after_kill_has_no_duplicates_or_gaps(ray_local, tiny_rm, 
             raise _Killed()
 
     with pytest.raises(_Killed):
-        pipeline.run(cfg, progress=die_after_two)
+        filter_run.run(cfg, progress=die_after_two)
     manifest = json.loads((out / "manifest.json").read_text())
     assert len(manifest["scored"]) == 2 and not manifest.get("complete")
     # a half-written file of the killed run must not be picked up
     (out / "scored" / ".0000-000000040.parquet.tmp-999").write_bytes(b"garbage")
 
-    stats = pipeline.run(cfg)
+    stats = filter_run.run(cfg)
     ref_out = tmp_path / "fresh"
-    ref = pipeline.run(_cfg(corpus_dir, ref_out, tiny_rm, "policy.kind=threshold", "policy.threshold=0.0"))
+    ref = filter_run.run(_cfg(corpus_dir, ref_out, tiny_rm, "policy.kind=threshold", "policy.threshold=0.0"))
     for k in ("rows_in", "units_in", "kept", "dropped", "quarantined"):
         assert stats[k] == ref[k], k
     resumed = sorted((r["unit_id"], r["row_id"], round(r["reward"], 5)) for r in _read(out, "kept") + _read(out, "dropped"))
@@ -339,7 +353,7 @@ def test_serve_backend_sends_units_to_the_service_in_chunks():
         return httpx.Response(200, json={"model": "m", "results": [
             {"rewards": [float(len(it["candidates"][0]))]} for it in body["items"]]})
 
-    scorer = pipeline.UnitScorer(ScoringConfig(backend="serve", serve_url="http://rm"))
+    scorer = filter_run.UnitScorer(ScoringConfig(backend="serve", serve_url="http://rm"))
     scorer._client = RewardClient("http://rm", transport=httpx.MockTransport(handler))
     cands = [json.dumps([{"name": "get_weather", "arguments": {"city": "x" * i}}]) for i in range(70)]
     conv = json.dumps([{"role": "user", "content": "hi"}])
@@ -368,11 +382,11 @@ def test_killed_scoring_actor_restarts_and_loses_nothing(ray_local, tiny_rm, cor
     import ray
 
     corpus_dir, _ = corpus
-    extra = ("policy.kind=threshold", "policy.threshold=0.0", "scoring.batch_size=4")
-    ref = pipeline.run(_cfg(corpus_dir, tmp_path / "fresh", tiny_rm, *extra))
+    extra = ("policy.kind=threshold", "policy.threshold=0.0", "model.batch_size=4", "actors.batch_size=4")
+    ref = filter_run.run(_cfg(corpus_dir, tmp_path / "fresh", tiny_rm, *extra))
     out = tmp_path / "killed"
     result: dict = {}
-    t = threading.Thread(target=lambda: result.update(stats=pipeline.run(_cfg(corpus_dir, out, tiny_rm, *extra))),
+    t = threading.Thread(target=lambda: result.update(stats=filter_run.run(_cfg(corpus_dir, out, tiny_rm, *extra))),
                          daemon=True)
     t.start()
     killed = 0

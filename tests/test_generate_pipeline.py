@@ -20,9 +20,9 @@ from fcrm_ray.config import ConfigError, load_config
 from fcrm_ray.data.pairs import PAIR_COLUMNS, read_pairs
 from fcrm_ray.data.quarantine import Quarantine
 from fcrm_ray.data.splits import SplitConfig
-from fcrm_ray.generate import pipeline as P
+from fcrm_ray.generate import run as P
 from fcrm_ray.generate.config import (ChosenConfig, DedupConfig, GenerateConfig, GeneratorConfig, MutationConfig,
-                                      ObfuscationConfig, OutputConfig, RayConfig, SamplingConfig, SourceConfig)
+                                      ObfuscationConfig, OutputConfig, RayDataConfig, SamplingConfig, SourceConfig)
 
 REPO = Path(__file__).resolve().parents[1]
 CATS = ["simple_python", "multiple", "live_simple", "live_multiple"]
@@ -60,8 +60,8 @@ def small_cfg(out_dir, model, limit=12, shard_size=3, hf_tokens=8, hf=True, obf=
         obfuscation=ObfuscationConfig(fraction=obf, seed=0),
         generators=gens, chosen=ChosenConfig(variants=1),
         dedup=DedupConfig(max_per_example=10, max_per_error_type=2),
-        output=OutputConfig(dir=str(out_dir), shard_size=shard_size),
-        ray=RayConfig(progress_bars=False))
+        out=str(out_dir), output=OutputConfig(shard_size=shard_size),
+        ray=RayDataConfig(progress_bars=False))
 
 
 def write_yaml(cfg: GenerateConfig, path: Path) -> Path:
@@ -107,7 +107,7 @@ def test_plan_shards_quarantines_and_splits_per_example(tmp_path):
     cfg = small_cfg(tmp_path / "out", "m", limit=4, shard_size=2)  # 1 example per BFCL category
     cfg.sources.append(SourceConfig(kind="file", path=str(bad), name="mine"))
     cfg.splits = SplitConfig(test_categories=[], validation_fraction=0.0)  # every example in train
-    layout = P.RunLayout(cfg.output.dir)
+    layout = P.RunLayout(cfg.out)
     plan, reused = P.load_or_plan(cfg, layout)
     assert not reused
     assert plan["examples"] == 5 and plan["rows_in"] == 5 + sum(plan["quarantined"].values())
@@ -120,7 +120,7 @@ def test_plan_shards_quarantines_and_splits_per_example(tmp_path):
     layout.done.mkdir(parents=True)
     (layout.done / "shard-00000.json").write_text("{}")
     cfg.generators[0].seed = 9
-    with pytest.raises(ConfigError, match="output.dir"):
+    with pytest.raises(ConfigError, match="`out`"):
         P.load_or_plan(cfg, layout)
 
 
@@ -182,7 +182,7 @@ def test_resume_after_driver_sigkill_matches_uninterrupted_run(reference_run, tm
     cfg2.ray.address = ray.get_runtime_context().gcs_address  # the driver joins our cluster: nothing leaks
     cfg2.output.fault_inject_after_shards = 3  # the driver dies right after its 3rd shard, as if SIGKILLed
     yaml = write_yaml(cfg2, tmp_path / "gen.yaml")
-    proc = subprocess.run([sys.executable, "-m", "fcrm_ray.generate.pipeline", "--config", str(yaml)], cwd=REPO,
+    proc = subprocess.run([sys.executable, "-m", "fcrm_ray.generate.run", "--config", str(yaml)], cwd=REPO,
                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
     assert proc.returncode == 1
     done = P.RunLayout(out).done
@@ -218,7 +218,7 @@ def test_killed_generator_actor_restarts_and_loses_nothing(reference_run, tmp_pa
     result: dict = {}
     t = threading.Thread(target=lambda: result.update(stats=P.run(cfg2)), daemon=True)
     t.start()
-    done = P.RunLayout(cfg2.output.dir).done
+    done = P.RunLayout(cfg2.out).done
     killed, first_seen = [], None
     deadline = time.time() + 120
     while t.is_alive() and time.time() < deadline and len(killed) < 2:
@@ -234,7 +234,7 @@ def test_killed_generator_actor_restarts_and_loses_nothing(reference_run, tmp_pa
     t.join(timeout=240)
     assert killed and killed[0] < stats["shards"], f"no generator actor was killed mid-run (seen: {first_seen})"
     assert "stats" in result and all(result["stats"]["checks"].values())
-    got = ids(cfg2.output.dir)
+    got = ids(cfg2.out)
     assert len(got) == len(set(got)) and sorted(got) == sorted(ids(ref_out))
 
 
@@ -247,7 +247,7 @@ def test_cli_runs_on_bfcl_subset_and_counts_quarantine(ray_local, tmp_path, caps
             "conversation": [{"role": "user", "content": "add 2 and 3"}], "reference": [{"add": {"x": [2], "y": [3]}}]}
     src.write_text("\n".join([json.dumps(good), json.dumps({**good, "id": "b"}), "garbage",
                               json.dumps({**good, "id": "c", "reference": "[{"})]) + "\n")
-    from fcrm_ray.generate.pipeline import main
+    from fcrm_ray.generate.run import main
 
     rc = main(["--config", str(write_yaml(_cli_cfg(tmp_path, src), tmp_path / "c.yaml"))])
     assert rc == 0

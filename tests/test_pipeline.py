@@ -27,9 +27,9 @@ TINY = [
     "{kind: bfcl, categories: [live_multiple], limit: 5}]', generators.1.sampling.n=1, output.shard_size=8]",
     "train.overrides=[train.max_steps=2, train.micro_batch_size=4, train.eval_every=0, data.max_length=128, "
     "data.min_prompt_tokens=16, data.max_eval_rows=8, 'data.extra_eval_splits=[]']",
-    "pairwise.overrides=[max_rows=16, max_length=128, n_boot=50]",
+    "pairwise.overrides=[max_rows=16, model.max_length=128, n_boot=50]",
     "bon.pool_overrides=[pools.max_examples=4, pools.pool_size=4]",
-    "bon.overrides=[max_length=128, n_boot=50, 'ns=[1,2,4]']",
+    "bon.overrides=[model.max_length=128, n_boot=50, 'ns=[1,2,4]']",
     "filter.corpus_examples=6",
 ]
 
@@ -55,7 +55,7 @@ def test_stages_are_wired_output_to_input(tmp_path):
     lay = Layout(tmp_path)
     cmds = {k: [shlex.join(c) for c in v] for k, v in stage_commands(cfg, lay).items()}
     assert f"--out {lay.bench}" in cmds["bench"][0]
-    assert f"output.dir={lay.generate}" in cmds["generate"][0]
+    assert f"--out {lay.generate}" in cmds["generate"][0]
     train = cmds["train"][0]
     assert f"data.train_path={lay.bench}" in train and f"data.extra_train_paths=[{lay.generate}]" in train
     assert f"data.test_path={lay.bench}" in train
@@ -65,7 +65,7 @@ def test_stages_are_wired_output_to_input(tmp_path):
     assert "--build-pools" in build and f"--out {lay.bon_pools}" in build
     assert f"--candidates {lay.bon_pools}" in score
     assert f"models.fcrm-rm.path={lay.rm}" in cmds["serve"][0]
-    assert f"scoring.model_path={lay.rm}" in cmds["filter"][0] and f"input.path={lay.corpus}" in cmds["filter"][0]
+    assert f"model.path={lay.rm}" in cmds["filter"][0] and f"input.path={lay.corpus}" in cmds["filter"][0]
 
 
 def _corpus_example_ids(entry: dict) -> list[str]:

@@ -9,9 +9,8 @@ import pytest
 from fcrm_ray.cli import main as cli_main
 from fcrm_ray.evaluate import bon as B
 from fcrm_ray.evaluate import metrics as M
-from fcrm_ray.evaluate import pairwise as PW
 from fcrm_ray.evaluate import robustness as R
-from fcrm_ray.evaluate.report import build_report, md_table, save_group_bars
+from fcrm_ray.evaluate.report import build_report, md_table, save_group_bars, write_pairwise_outputs
 
 ROWS = [{"id": f"p{i}", "example_id": f"e{i}", "source": "bfcl", "category": "simple" if i % 2 else "multiple",
          "error_type": ["incorrect_function_name", "incorrect_parameter_value"][i % 2], "generator": "g"} for i in range(6)]
@@ -20,7 +19,7 @@ ROWS = [{"id": f"p{i}", "example_id": f"e{i}", "source": "bfcl", "category": "si
 def _pairwise_run(out, name, chosen, rejected):
     m = M.pairwise_metrics(ROWS, chosen, rejected, n_boot=50)
     m = {**m, "model": name, "model_path": f"/models/{name}", "data": "pairs.parquet", "split": "test"}
-    PW.write_outputs(out, ROWS, chosen, rejected, m)
+    write_pairwise_outputs(out, ROWS, chosen, rejected, m)
     return m
 
 

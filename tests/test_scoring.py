@@ -284,12 +284,15 @@ def test_actor_on_numpy_and_pandas_batches(qwen_dir, scorers):
 def test_actor_pool_in_ray_data(qwen_dir, scorers):
     import ray
 
+    from fcrm_ray.common.ray_cluster import ActorPoolConfig
+    from fcrm_ray.common.scorer import ScorerConfig
     from fcrm_ray.scoring import score_dataset
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         rows = [{"prompt": f"prompt {i % 3} " * 5, "completion": f"call {i}"} for i in range(12)]
-        ds = score_dataset(ray.data.from_items(rows), qwen_dir, num_actors=1, batch_size=6)
+        ds = score_dataset(ray.data.from_items(rows), qwen_dir, ScorerConfig(autocast="none"),
+                           ActorPoolConfig(num_actors=1, batch_size=6))
         got = {(r["prompt"], r["completion"]): r["reward"] for r in ds.take_all()}
     finally:
         ray.shutdown()

@@ -44,14 +44,21 @@ def test_loopback_default_and_non_loopback_needs_token(monkeypatch):
 
 
 def test_batching_defaults_size_max_ongoing_requests_from_batch():
-    m = _cfg("models.fcrm-rm.max_batch_size=16").models["fcrm-rm"]
+    m = _cfg("models.fcrm-rm.batch_size=16").models["fcrm-rm"]
     assert m.effective_max_ongoing_requests() == 32 and m.effective_target_ongoing() == 16.0
     opts = serve_app.deployment_options(m)
     assert opts["max_ongoing_requests"] == 32 and opts["autoscaling_config"]["target_ongoing_requests"] == 16.0
     with pytest.raises(ConfigError, match="max_ongoing_requests"):
-        _cfg("models.fcrm-rm.max_batch_size=16", "models.fcrm-rm.max_ongoing_requests=4")
+        _cfg("models.fcrm-rm.batch_size=16", "models.fcrm-rm.max_ongoing_requests=4")
     with pytest.raises(ConfigError, match="num_gpus"):
         _cfg("models.fcrm-rm.device=cuda")
+
+
+@pytest.mark.parametrize("old, new", [("models.fcrm-rm.max_batch_size=8", "`models.<name>.batch_size`"),
+                                      ("ray_address=auto", "`ray.address`")])
+def test_old_keys_fail_naming_the_new_key(old, new):
+    with pytest.raises(ConfigError, match=f"`{old.split('=')[0]}`.*renamed: use {new}"):
+        _cfg(old)
 
 
 def test_emit_config_is_a_valid_serve_deploy_schema(tmp_path):
@@ -288,7 +295,7 @@ def served(tiny_rm):
     port = _free_port()
     token = "test-token"
     cfg = load_config(ServeConfig, None, [
-        f"models.fcrm-rm.path={tiny_rm}", "models.fcrm-rm.max_batch_size=8", "models.fcrm-rm.batch_wait_timeout_s=0.02",
+        f"models.fcrm-rm.path={tiny_rm}", "models.fcrm-rm.batch_size=8", "models.fcrm-rm.batch_wait_timeout_s=0.02",
         "models.fcrm-rm.max_length=256", "models.fcrm-rm.ray_actor_options.num_cpus=0.5", f"port={port}",
         f"auth_token={token}", "limits.max_body_bytes=20000", "ingress.num_cpus=0.1", "app_name=fcrm-test"])
     # Ray workers inherit the environment at ray.init: the filter's serve backend reads its token here.
@@ -417,7 +424,7 @@ def test_served_hostile_bodies_are_4xx_live(served):
 @pytest.mark.slow
 def test_filter_job_scores_through_the_service(served, tmp_path):
     """`fcrm filter` with scoring.backend=serve (HTTP) against the running app; counts add up."""
-    from fcrm_ray.filter import pipeline
+    from fcrm_ray.filter import run as filter_run
     from fcrm_ray.filter.config import FilterConfig
 
     url, token, _ = served
@@ -428,10 +435,10 @@ def test_filter_job_scores_through_the_service(served, tmp_path):
     corpus = tmp_path / "c.jsonl"
     corpus.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     cfg = load_config(FilterConfig, None, [
-        f"input.path={corpus}", f"output.dir={tmp_path / 'out'}", "scoring.backend=serve", f"scoring.serve_url={url}",
+        f"input.path={corpus}", f"out={tmp_path / 'out'}", "scoring.backend=serve", f"scoring.serve_url={url}",
         "scoring.serve_token_env=FCRM_TEST_SERVE_TOKEN", "scoring.serve_concurrency=1", "input.shard_rows=3",
         "policy.kind=top_fraction", "policy.fraction=0.5"])
-    stats = pipeline.run(cfg)
+    stats = filter_run.run(cfg)
     assert stats["rows_in"] == 7 and stats["units_in"] == 7
     assert stats["kept"] + stats["dropped"] == 6 and stats["quarantined"] == 1
     assert stats["kept"] >= 3  # top half; ties at the threshold (the two Paris rows) are all kept

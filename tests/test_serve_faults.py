@@ -59,7 +59,7 @@ def test_killed_model_replica_under_load(tmp_path):
     rm = build_tiny_bert_rm(tmp_path / "rm")
     port, app = _free_port(), "fcrm-faults"
     cfg = load_config(ServeConfig, None, [
-        f"models.fcrm-rm.path={rm}", "models.fcrm-rm.max_batch_size=4", "models.fcrm-rm.batch_wait_timeout_s=0.02",
+        f"models.fcrm-rm.path={rm}", "models.fcrm-rm.batch_size=4", "models.fcrm-rm.batch_wait_timeout_s=0.02",
         "models.fcrm-rm.max_length=128", "models.fcrm-rm.ray_actor_options.num_cpus=0.5",
         "models.fcrm-rm.autoscaling.min_replicas=2", "models.fcrm-rm.autoscaling.max_replicas=2",
         f"port={port}", "ingress.num_cpus=0.1", f"app_name={app}"])

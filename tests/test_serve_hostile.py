@@ -56,7 +56,7 @@ def bert_backend(tmp_path_factory):
     from fcrm_ray.serve.config import ModelConfig
 
     path = build_tiny_bert_rm(tmp_path_factory.mktemp("rm") / "bert")
-    return serve_app.RewardBackend(ModelConfig(name="rm", path=str(path), max_batch_size=8, max_length=256))
+    return serve_app.RewardBackend(ModelConfig(name="rm", path=str(path), batch_size=8, max_length=256))
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +65,7 @@ def qwen_backend(tmp_path_factory):
     from fcrm_ray.serve.config import ModelConfig
 
     path = build_tiny_qwen3_rm(tmp_path_factory.mktemp("rm") / "qwen")
-    return serve_app.RewardBackend(ModelConfig(name="rm", path=str(path), max_batch_size=8, max_length=256))
+    return serve_app.RewardBackend(ModelConfig(name="rm", path=str(path), batch_size=8, max_length=256))
 
 
 POISON = [  # messages the ingress now rejects; here they reach the replica directly

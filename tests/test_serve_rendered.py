@@ -178,7 +178,7 @@ def backend(request, tmp_path_factory):
 
     build = build_tiny_bert_rm if request.param == "bert" else build_tiny_qwen3_rm
     path = build(tmp_path_factory.mktemp("rm") / request.param)
-    return serve_app.RewardBackend(ModelConfig(name="rm", path=str(path), max_batch_size=8, max_length=512))
+    return serve_app.RewardBackend(ModelConfig(name="rm", path=str(path), batch_size=8, max_length=512))
 
 
 @pytest.mark.parametrize("name", FAMILIES)
@@ -356,7 +356,7 @@ def fcrm_serve(tmp_path_factory):
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd + ["serve", "--config", str(REPO / "configs" / "serve.yaml"),
-                                       f"models.fcrm-rm.path={rm}", f"port={port}", "ray_address=local",
+                                       f"models.fcrm-rm.path={rm}", f"port={port}", "ray.address=local",
                                        "models.fcrm-rm.max_length=1024", "models.fcrm-rm.ray_actor_options.num_cpus=0.5",
                                        "ingress.num_cpus=0.1", "app_name=fcrm-openrlhf"],
                                 stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)

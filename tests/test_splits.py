@@ -71,20 +71,25 @@ def test_config_validation_names_the_key():
         load_config(SplitConfig, overrides=["train_categories=[a,b]", "test_categories=[b]"])
 
 
-def test_keyword_api():
+def test_config_api():
     ex = _ex(3, "live_multiple")
     assert assign_split(ex) == assign_split(ex.id, "live_multiple")
-    assert assign_split(_ex(3, "multiple"), strategy="out_of_domain") == "test"
-    # out_of_domain with only test categories named: everything else (even non-BFCL) is train/val
-    assert assign_split(_ex(1, "xlam"), strategy="out_of_domain", test_categories=["multiple"]) in ("train", "validation")
-    assert assign_split(_ex(1, "multiple"), strategy="out_of_domain", test_categories=["multiple"]) == "test"
-    got = Counter(assign_split(_ex(i, "xlam"), strategy="random", validation_fraction=0.2, test_fraction=0.3, seed=1)
-                  for i in range(3000))
+    assert assign_split(_ex(3, "multiple"), cfg=SplitConfig(mode="by_category")) == "test"
+    # by_category with only test categories named: everything else (even non-BFCL) is train/val
+    only_multiple = SplitConfig(mode="by_category", test_categories=["multiple"])
+    assert assign_split(_ex(1, "xlam"), cfg=only_multiple) in ("train", "validation")
+    assert assign_split(_ex(1, "multiple"), cfg=only_multiple) == "test"
+    by_example = SplitConfig(mode="by_example", train_fraction=0.5, test_fraction=0.3, seed=1)
+    got = Counter(assign_split(_ex(i, "xlam"), cfg=by_example) for i in range(3000))
     assert abs(got["validation"] / 3000 - 0.2) < 0.04 and abs(got["test"] / 3000 - 0.3) < 0.04
-    with pytest.raises(ConfigError, match="splits.mode"):
-        assign_split(ex, strategy="nope")
     named = SplitConfig(train_categories=["live_simple"])
     assert assign_split(_ex(1, "live_multiple"), cfg=named) is None
+
+
+@pytest.mark.parametrize("old, new", [("out_of_domain", "by_category"), ("random", "by_example")])
+def test_old_mode_names_fail_naming_the_new_one(old, new):
+    with pytest.raises(ConfigError, match=f"splits.mode.*use '{new}'"):
+        load_config(SplitConfig, overrides=[f"mode={old}"])
 
 
 # --- one split definition for every stage -----------------------------------------------------------
@@ -131,7 +136,7 @@ def test_bench_and_generate_assign_identical_splits(tmp_path):
 
     from fcrm_ray.data.bench import BenchConfig, build
     from fcrm_ray.data.pairs import read_pairs
-    from fcrm_ray.generate import pipeline as P
+    from fcrm_ray.generate import run as P
     from fcrm_ray.generate.config import GenerateConfig
 
     cats = ["simple_python", "live_simple", "live_multiple"]
@@ -145,8 +150,8 @@ def test_bench_and_generate_assign_identical_splits(tmp_path):
     bench_split = {r["example_id"]: r["split"] for r in read_pairs(tmp_path / "bench")}
 
     gen = load_config(GenerateConfig, "configs/generate/cpu.yaml", [
-        f"sources=[{{kind: bfcl, categories: {cats}, limit: 0}}]", f"output.dir={tmp_path / 'gen'}"])
-    layout = P.RunLayout(gen.output.dir)
+        f"sources=[{{kind: bfcl, categories: {cats}, limit: 0}}]", f"out={tmp_path / 'gen'}"])
+    layout = P.RunLayout(gen.out)
     P.load_or_plan(gen, layout)
     gen_split = {}
     for f in sorted(layout.inputs.glob("*.pq")):

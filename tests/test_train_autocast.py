@@ -5,9 +5,8 @@ import pytest
 import torch
 
 from fcrm_ray.config import ConfigError, load_config
-from fcrm_ray.models import build_tiny_bert_rm, forward_rewards, load_reward_model
+from fcrm_ray.models import build_tiny_bert_rm, forward_rewards, keep_head_fp32, load_reward_model
 from fcrm_ray.train.config import TrainConfig
-from fcrm_ray.train.loop import keep_head_fp32
 
 
 def test_head_runs_fp32_under_autocast_and_state_dict_is_unchanged(tmp_path):

@@ -151,7 +151,7 @@ def test_split_rows_from_several_pair_sets_with_stable_caps(tmp_path):
     from fcrm_ray.data.pairs import write_pairs
     from fcrm_ray.data.quarantine import Quarantine
     from fcrm_ray.train.config import DataConfig
-    from fcrm_ray.train.recipe import read_split_rows
+    from fcrm_ray.train.run import read_split_rows
 
     def pairs(prefix, n, split):
         return [{"id": f"{prefix}-{i}", "source": "t", "example_id": f"{prefix}-e{i}", "category": "c",

@@ -58,7 +58,7 @@ def workdir(tmp_path_factory):
 
 
 def _train(workdir, name, extra=()):
-    from fcrm_ray.train.recipe import main
+    from fcrm_ray.train.run import main
 
     out = workdir / f"out-{name}"
     args = ["--out", str(out), f"model.path={workdir / 'qwen'}", f"data.train_path={workdir / 'pairs'}",
@@ -125,7 +125,7 @@ def test_deepspeed_zero3_two_workers_resume_after_worker_crash(ray_cluster, work
 def test_single_process_strategy_trains_an_encoder(ray_cluster, workdir):
     from transformers import AutoModelForSequenceClassification
 
-    from fcrm_ray.train.recipe import main
+    from fcrm_ray.train.run import main
 
     out = workdir / "out-bert"
     assert main(["--out", str(out), f"model.path={workdir / 'bert'}", f"data.train_path={workdir / 'pairs'}",
@@ -153,7 +153,7 @@ def test_corrupt_latest_checkpoint_is_skipped_on_resume(ray_cluster, workdir):
     """A run crashes at step 5 (checkpoints at 2 and 4 kept); the step-4 checkpoint is then cut
     short, as by a node dying mid-upload. The rerun names it, skips it, resumes from step 2 and
     finishes at the configured step count."""
-    from fcrm_ray.train.recipe import main
+    from fcrm_ray.train.run import main
 
     out, name = workdir / "out-corrupt", "corrupt"
     args = ["--out", str(out), f"model.path={workdir / 'bert'}", f"data.train_path={workdir / 'pairs'}",

@@ -49,7 +49,7 @@ def easy_bench(out) -> dict:
 def test_trained_rm_beats_chance_and_its_untrained_self_on_held_out_pairs(ray_cluster, tmp_path):
     from fcrm_ray.evaluate import pairwise as PW
     from fcrm_ray.models import build_tiny_bert_rm
-    from fcrm_ray.train.recipe import main as train
+    from fcrm_ray.train.run import main as train
 
     bench = tmp_path / "bench"
     easy_bench(bench)
@@ -66,7 +66,7 @@ def test_trained_rm_beats_chance_and_its_untrained_self_on_held_out_pairs(ray_cl
 
     # the same held-out pairs, both models, through `fcrm eval pairwise`
     assert PW.main(["--model", untrained, "--model", str(rm), "--data", str(bench), "--out", str(tmp_path / "eval"),
-                    "max_length=256", "n_boot=200", "plots=false"]) == 0
+                    "model.max_length=256", "n_boot=200", "plots=false"]) == 0
     before, after = json.loads((tmp_path / "eval" / "summary.json").read_text())["models"]
     print(f"held-out pairwise accuracy: untrained {before['accuracy']:.3f}, trained {after['accuracy']:.3f} "
           f"{after['ci95']} on {after['n']} pairs; recipe test pass {ev['test']['accuracy']:.3f}")

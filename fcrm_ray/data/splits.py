@@ -6,13 +6,13 @@ every example in the same split, and no example (nor any pair or obfuscated copy
 can end up in two splits.
 
 Modes:
-- `by_category` (alias `out_of_domain`; the default, the paper's out-of-domain protocol):
+- `by_category` (the default, the paper's out-of-domain protocol):
   test = the named test categories (default: BFCL's non-live ones, so no tool catalog of the test
   set is seen in training); train/validation = the named train categories, or, when that list is
   empty (the default), every other category — for BFCL single-turn that is the live ones.
   Validation is carved out of the train categories by example hash. A category in neither list
   (only possible with a non-empty train list) is left out (`None`).
-- `by_example` (alias `random`): the example hash alone picks train / validation / test by the
+- `by_example`: the example hash alone picks train / validation / test by the
   fractions.
 """
 
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from fcrm_ray.config import ConfigError
@@ -28,8 +28,7 @@ from fcrm_ray.paths import BFCL_NON_LIVE
 
 SPLITS = ("train", "validation", "test")
 MODES = ("by_category", "by_example")
-_MODE_ALIASES = {"out_of_domain": "by_category", "random": "by_example", "by_category": "by_category",
-                 "by_example": "by_example"}
+_OLD_MODES = {"out_of_domain": "by_category", "random": "by_example"}  # generate's former `split.strategy` values
 
 
 @dataclass
@@ -45,8 +44,10 @@ class SplitConfig:
     test_fraction: float = 0.1  # validation gets the rest
 
     def validate(self) -> None:
-        if self.mode not in _MODE_ALIASES:
-            raise ConfigError(f"config key `splits.mode`: {self.mode!r} is not one of {tuple(_MODE_ALIASES)}")
+        if self.mode in _OLD_MODES:
+            raise ConfigError(f"config key `splits.mode`: {self.mode!r} was renamed: use {_OLD_MODES[self.mode]!r}")
+        if self.mode not in MODES:
+            raise ConfigError(f"config key `splits.mode`: {self.mode!r} is not one of {MODES}")
         if not 0.0 <= self.validation_fraction < 1.0:
             raise ConfigError("config key `splits.validation_fraction`: must be in [0, 1)")
         if not (0.0 <= self.train_fraction <= 1.0 and 0.0 <= self.test_fraction <= 1.0
@@ -63,34 +64,17 @@ def unit_hash(seed: int | str, key: str) -> float:
     return int.from_bytes(h[:8], "big") / 2.0**64
 
 
-def assign_split(example: Any, category: str | None = None, cfg: SplitConfig | None = None, *,
-                 strategy: str | None = None, seed: int | None = None, test_categories: Iterable[str] | None = None,
-                 train_categories: Iterable[str] | None = None, validation_fraction: float | None = None,
-                 train_fraction: float | None = None, test_fraction: float | None = None) -> str | None:
+def assign_split(example: Any, category: str | None = None, cfg: SplitConfig | None = None) -> str | None:
     """`train` / `validation` / `test`, or None when `by_category` places the category nowhere.
 
-    `example` is an example id (then pass `category`) or an object with `.id` and `.category`.
-    Settings come from `cfg` (default `SplitConfig()`); keyword arguments override single fields
-    (`strategy` = mode, also as `out_of_domain` / `random`; `test_fraction` with `by_example`
-    only: the validation fraction there is what train and test leave)."""
+    `example` is an example id (then pass `category`) or an object with `.id` and `.category`;
+    settings come from `cfg` (default `SplitConfig()`)."""
     if isinstance(example, str):
         example_id, cat = example, category or ""
     else:
         example_id, cat = str(example.id), category if category is not None else str(getattr(example, "category", ""))
     cfg = cfg or SplitConfig()
-    overrides = {k: v for k, v in (("mode", strategy), ("seed", seed), ("validation_fraction", validation_fraction),
-                                   ("train_fraction", train_fraction), ("test_fraction", test_fraction)) if v is not None}
-    if test_categories is not None:
-        overrides["test_categories"] = list(test_categories)
-    if train_categories is not None:
-        overrides["train_categories"] = list(train_categories)
-    if overrides:
-        cfg = replace(cfg, **overrides)
-        if _MODE_ALIASES.get(cfg.mode) == "by_example" and train_fraction is None and validation_fraction is not None:
-            # keyword callers give (validation, test) fractions; train is the rest
-            cfg = replace(cfg, train_fraction=max(0.0, 1.0 - cfg.test_fraction - cfg.validation_fraction))
-        cfg.validate()
-    mode = _MODE_ALIASES[cfg.mode]
+    mode = cfg.mode
     u = unit_hash(cfg.seed, example_id)
     if mode == "by_example":
         if u < cfg.train_fraction:

@@ -39,7 +39,6 @@ import json
 import math
 import random
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -47,80 +46,15 @@ from fcrm_ray.config import ConfigError, config_arg_parser, load_config, to_dict
 from fcrm_ray.data.pairs import iter_raw_rows, stable_hash
 from fcrm_ray.data.quarantine import Quarantine
 from fcrm_ray.evaluate import metrics as M
+from fcrm_ray.evaluate.config import BonConfig, PoolsConfig
 from fcrm_ray.evaluate.report import fmt_acc, md_table, model_name, save_lines
-from fcrm_ray.paths import BFCL_NON_LIVE
 from fcrm_ray.toolcall.schema import ERROR_TYPES, Example, SchemaError, normalize_tools, reference_from_bfcl
+from fcrm_ray.vllm_engine import build_llm, engine_kwargs, sampling_params
 
-POOL_BACKENDS = ("mutation", "hf", "vllm")
 # FC-RewardBench error-type counts (paper-notes.md), the mix of wrong candidates in mutation pools.
 ERROR_WEIGHTS = {"incorrect_parameter_value": 650, "incorrect_function_name": 403, "incorrect_number_of_functions": 245,
                  "missing_optional_parameter": 78, "missing_required_parameter": 45, "incorrect_parameter_type": 43,
                  "unexpected_parameter": 21, "incorrect_output_format": 15}
-
-
-@dataclass
-class PoolsConfig:
-    """`--build-pools`: where examples come from and how candidates are made."""
-
-    backend: str = "mutation"  # mutation | hf | vllm
-    categories: list[str] = field(default_factory=lambda: list(BFCL_NON_LIVE))
-    data_dir: str = ""  # BFCL data folder; default: the installed bfcl-eval wheel
-    max_examples: int = 100  # total, spread evenly over categories (0 = all)
-    pool_size: int = 8
-    correct_fraction: float = 0.25  # mutation: P(a slot is correct)
-    seed: int = 0
-    # hf / vllm generation
-    model: str = ""  # local causal LM folder; `tiny:qwen3` builds a tiny random one (hf smoke runs)
-    temperature: float = 1.0
-    top_p: float = 0.95
-    max_new_tokens: int = 128
-    device: str = "cpu"
-    dtype: str = "float32"
-    work_dir: str = ""  # where `tiny:qwen3` is built; default next to --out
-    chat_template_kwargs: dict[str, Any] = field(default_factory=dict)
-    tensor_parallel_size: int = 1  # vllm
-    max_model_len: int = 8192  # vllm
-
-    def validate(self) -> None:
-        if self.backend not in POOL_BACKENDS:
-            raise ConfigError(f"config key `pools.backend`: expected one of {POOL_BACKENDS}, got {self.backend!r}")
-        if self.pool_size < 1:
-            raise ConfigError("config key `pools.pool_size` must be >= 1")
-        if not 0.0 <= self.correct_fraction <= 1.0:
-            raise ConfigError("config key `pools.correct_fraction` must be in [0, 1]")
-        if self.backend in ("hf", "vllm") and not self.model:
-            raise ConfigError(f"config key `pools.model` is required with pools.backend={self.backend}")
-
-
-@dataclass
-class BonConfig:
-    model: str = ""
-    candidates: str = ""  # pool file or folder
-    out: str = ""
-    ns: list[int] = field(default_factory=lambda: list(M.BON_NS))
-    batch_size: int = 16
-    max_length: int | None = None  # None = the model's training max_length (its train_config.yaml)
-    device: str = "cpu"
-    dtype: str = "float32"
-    autocast: str = "auto"  # bf16 autocast only where the device runs it natively (fcrm_ray/hardware.py)
-    trust_remote_code: bool = False
-    max_pools: int = 0  # 0 = all
-    n_boot: int = 1000
-    seed: int = 0
-    # vote_sum weights exp((reward - top) / vote_temperature): 1 = Bradley-Terry strengths,
-    # larger = flatter (towards majority vote with reward tie-breaks); 2 chosen on the validation
-    # pools (pools_real_validation.jsonl, benchmarks/RESULTS.md)
-    vote_temperature: float = 2.0
-    quarantine: str = ""  # default <out>/quarantine.jsonl
-    pools: PoolsConfig = field(default_factory=PoolsConfig)
-
-    def validate(self) -> None:
-        if not self.ns or any(n < 1 for n in self.ns):
-            raise ConfigError("config key `ns` must be a non-empty list of n >= 1")
-        if self.batch_size < 1 or self.max_pools < 0 or self.n_boot < 0:
-            raise ConfigError("config keys `batch_size` >= 1, `max_pools` >= 0, `n_boot` >= 0")
-        if not self.vote_temperature > 0:
-            raise ConfigError(f"config key `vote_temperature` must be > 0, got {self.vote_temperature!r}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -271,7 +205,7 @@ def run_eval(cfg: BonConfig) -> dict:
         raise ConfigError("config key `candidates` is required (--candidates FILE)")
     if not Path(cfg.candidates).exists():
         raise ConfigError(f"config key `candidates`: path does not exist: {cfg.candidates}")
-    model_path = _check_model(cfg.model)
+    model_path = _check_model(cfg.model.path)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     with Quarantine(cfg.quarantine or out / "quarantine.jsonl") as q:
@@ -283,8 +217,7 @@ def run_eval(cfg: BonConfig) -> dict:
                               f"({n_read} rows read, quarantined: {dict(q.counts)})")
         from fcrm_ray.scoring import RewardScorer
 
-        scorer = RewardScorer(model_path, batch_size=cfg.batch_size, max_length=cfg.max_length, device=cfg.device,
-                              dtype=cfg.dtype, trust_remote_code=cfg.trust_remote_code, autocast=cfg.autocast)
+        scorer = RewardScorer(model_path, **cfg.model.scorer_kwargs())
         rewards = score_pools(pools, scorer)
         curve, records = evaluate_pools(pools, rewards, cfg.ns, n_boot=cfg.n_boot, seed=cfg.seed,
                                         vote_temperature=cfg.vote_temperature)
@@ -315,14 +248,14 @@ def _check_model(model: str) -> str:
     from fcrm_ray.paths import resolve_model_path
 
     if not model:
-        raise ConfigError("config key `model` is required (--model PATH)")
+        raise ConfigError("config key `model.path` is required (--model PATH)")
     path = resolve_model_path(model)
     if not Path(path).exists():
-        raise ConfigError(f"config key `model`: path does not exist: {model}")
+        raise ConfigError(f"config key `model.path`: path does not exist: {model}")
     try:
         check_reward_model_dir(path)
     except RewardModelError as e:
-        raise ConfigError(f"config key `model`: {e}") from None
+        raise ConfigError(f"config key `model.path`: {e}") from None
     return path
 
 
@@ -380,18 +313,16 @@ def hf_pools(examples: Sequence[Example], p: PoolsConfig, work_dir: Path) -> lis
 
 
 def vllm_pools(examples: Sequence[Example], p: PoolsConfig) -> list[list[str]]:
-    """`pool_size` samples per example from vLLM. GPU only (vllm is imported here)."""
-    try:
-        from vllm import LLM, SamplingParams
-    except ImportError as e:
-        raise ConfigError(f"config key `pools.backend`: vllm needs vLLM on a GPU machine ({e})") from None
+    """`pool_size` samples per example from vLLM. GPU only: vLLM is imported when the engine is built."""
     from fcrm_ray.generate.stages import render_generation_prompt
 
-    llm = LLM(model=p.model, tensor_parallel_size=p.tensor_parallel_size, max_model_len=p.max_model_len, seed=p.seed)
+    llm = build_llm(p.model, engine_kwargs(tensor_parallel_size=p.tensor_parallel_size, max_model_len=p.max_model_len,
+                                           seed=p.seed),
+                    config_key="pools.backend", what="vllm")
     tok = llm.get_tokenizer()
     prompts = [render_generation_prompt(tok, ex.tools, ex.conversation, p.chat_template_kwargs) for ex in examples]
-    params = SamplingParams(n=p.pool_size, temperature=p.temperature, top_p=p.top_p, max_tokens=p.max_new_tokens,
-                            seed=p.seed)
+    params = sampling_params(n=p.pool_size, temperature=p.temperature, top_p=p.top_p, max_tokens=p.max_new_tokens,
+                             seed=p.seed)
     return [[o.text for o in r.outputs] for r in llm.generate(prompts, params)]
 
 
@@ -440,7 +371,7 @@ def main(argv: list[str] | None = None, prog: str = "fcrm eval bon") -> int:
     parser.add_argument("--out", required=True, help="output folder (eval) or pool JSONL file (--build-pools)")
     parser.add_argument("--build-pools", action="store_true", help="build candidate pools from BFCL instead")
     args = parser.parse_args(argv)
-    flags = [f"{k}={json.dumps(v)}" for k, v in (("model", args.model), ("candidates", args.candidates)) if v]
+    flags = [f"{k}={json.dumps(v)}" for k, v in (("model.path", args.model), ("candidates", args.candidates)) if v]
     if not args.build_pools:
         flags.append(f"out={json.dumps(args.out)}")
     cfg = load_config(BonConfig, args.config, flags + list(args.overrides))

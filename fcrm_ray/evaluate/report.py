@@ -10,7 +10,8 @@ Each argument is a run folder (or a folder holding several: it is searched a few
 - training runs (`eval.json` from `fcrm train`): validation/test accuracy and the learning curve.
 
 `report.html` inlines every image as base64 (one file to mail around); `report.md` links copies of
-the images under `img/`. The Markdown-table and chart helpers here are shared by the eval commands.
+the images under `img/`. The Markdown-table and chart helpers here are shared by the eval commands,
+and a pairwise run's artifacts are written here too, next to `pairwise_sections` that reads them.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
+
+from fcrm_ray.evaluate import metrics as M
 
 # ----------------------------------------------------------------------------------------------
 # Formatting helpers (used by pairwise / bon / robustness too)
@@ -128,6 +131,79 @@ def save_lines(xs: Sequence[float], series: Mapping[str, Sequence[float]], path:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return Path(path)
+
+
+# ----------------------------------------------------------------------------------------------
+# Pairwise run artifacts (`fcrm eval pairwise`): metrics.json, scores.parquet, metrics.md, charts
+# ----------------------------------------------------------------------------------------------
+
+
+def json_default(x: Any) -> Any:
+    """`json.dumps` fallback for metrics: NaN -> null, arrays -> lists, anything else -> str."""
+    if isinstance(x, float) and math.isnan(x):
+        return None
+    if hasattr(x, "tolist"):
+        return x.tolist()
+    return str(x)
+
+
+def write_pairwise_scores(path: Path, rows: Sequence[Mapping], chosen: Sequence[float], rejected: Sequence[float]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    recs = [{"id": r["id"], "example_id": r.get("example_id", ""), "source": r.get("source", ""),
+             "error_type": r.get("error_type", ""), "category": r.get("category", ""), "generator": r.get("generator", ""),
+             "chosen_reward": None if c is None or math.isnan(c) else float(c),
+             "rejected_reward": None if j is None or math.isnan(j) else float(j),
+             "correct": M.pair_outcome(c, j)} for r, c, j in zip(rows, chosen, rejected)]
+    schema = pa.schema([("id", pa.string()), ("example_id", pa.string()), ("source", pa.string()),
+                        ("error_type", pa.string()), ("category", pa.string()), ("generator", pa.string()),
+                        ("chosen_reward", pa.float64()), ("rejected_reward", pa.float64()), ("correct", pa.float64())])
+    pq.write_table(pa.Table.from_pylist(recs, schema=schema), path)
+
+
+def pairwise_markdown(m: Mapping) -> str:
+    lines = [f"# Pairwise accuracy: {m['model']}", "",
+             f"Data: `{m['data']}` (split `{m.get('split') or 'all'}`), scorer `{m.get('scorer', 'rm')}`.", "",
+             f"**Accuracy {fmt_acc(m['accuracy'], m['ci95'])}** over {m['n']} pairs "
+             f"(ties {m.get('ties', 0)}, unscored {m.get('n_unscored', 0)}; ties and unscored count half).", ""]
+    counts = m.get("counts")
+    if counts:
+        lines += ["Rows: " + ", ".join(f"{k} {v}" for k, v in counts.items()), ""]
+    for key, title in (("per_error_type", "Error type"), ("per_category", "Category"), ("per_source", "Source"),
+                       ("per_generator", "Generator")):
+        groups = m.get(key) or {}
+        if not groups:
+            continue
+        lines += [f"## {title}", "", md_table([title, "n", "accuracy (95% CI)"],
+                                              [[g, v["n"], fmt_acc(v["accuracy"], v["ci95"])] for g, v in groups.items()]), ""]
+    return "\n".join(lines)
+
+
+def write_pairwise_outputs(out: Path, rows: Sequence[Mapping], chosen: Sequence[float], rejected: Sequence[float],
+                           m: Mapping, plots: bool = True) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(m, indent=2, default=json_default))
+    write_pairwise_scores(out / "scores.parquet", rows, chosen, rejected)
+    (out / "metrics.md").write_text(pairwise_markdown(m))
+    if plots:
+        for key in M.GROUP_KEYS:
+            if m.get(key):
+                save_group_bars({m["model"]: m[key]}, out / f"accuracy_{key}.png",
+                                title=f"{m['model']}: pairwise accuracy {key.replace('_', ' ')}")
+
+
+def pairwise_summary_markdown(results: Sequence[Mapping]) -> str:
+    names = [r["model"] for r in results]
+    lines = ["# Pairwise accuracy, models side by side", "",
+             md_table(["model", "n", "accuracy (95% CI)"], [[r["model"], r["n"], fmt_acc(r["accuracy"], r["ci95"])] for r in results]),
+             ""]
+    groups = sorted({g for r in results for g in r.get("per_error_type", {})})
+    if groups:
+        body = [[g] + [fmt_acc(r["per_error_type"][g]["accuracy"]) if g in r["per_error_type"] else "–" for r in results]
+                for g in groups]
+        lines += ["## Per error type", "", md_table(["error type"] + names, body), ""]
+    return "\n".join(lines)
 
 
 # ----------------------------------------------------------------------------------------------

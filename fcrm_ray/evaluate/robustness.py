@@ -23,32 +23,18 @@ from __future__ import annotations
 import json
 import math
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
 from fcrm_ray.config import ConfigError, load_config
 from fcrm_ray.data.quarantine import Quarantine
 from fcrm_ray.evaluate import metrics as M
-from fcrm_ray.evaluate.report import fmt_acc, md_table, model_name, save_group_bars
 from fcrm_ray.evaluate import pairwise as PW
-from fcrm_ray.evaluate.perturb import PERTURBATIONS, perturb_rows
+from fcrm_ray.evaluate.config import RobustnessConfig
+from fcrm_ray.evaluate.perturb import perturb_rows
+from fcrm_ray.evaluate.report import fmt_acc, json_default, md_table, model_name, save_group_bars
+from fcrm_ray.evaluate.scorers import score_rows
 from fcrm_ray.toolcall.schema import SchemaError
-
-
-@dataclass
-class RobustnessConfig(PW.PairwiseConfig):
-    perturbations: list[str] = field(default_factory=lambda: list(PERTURBATIONS))
-    distractors: int = 3  # extra tools per catalog for the `distractors` perturbation
-    perturb_seed: int = 0
-
-    def validate(self) -> None:
-        super().validate()
-        bad = [p for p in self.perturbations if p not in PERTURBATIONS]
-        if bad or not self.perturbations:
-            raise ConfigError(f"config key `perturbations`: expected a non-empty subset of {PERTURBATIONS}, got {bad or '[]'}")
-        if self.distractors < 1:
-            raise ConfigError("config key `distractors` must be >= 1")
 
 
 def perturb_safely(name: str, rows: Sequence[Mapping], cfg: RobustnessConfig) -> tuple[list[dict], list[int]]:
@@ -81,7 +67,7 @@ def robustness_for_model(rows: Sequence[Mapping], model_path: str, cfg: Robustne
         if not prow:
             result["perturbations"][name] = {"accuracy": None, "n": 0, "skipped": len(rows)}
             continue
-        chosen, rejected, stats = PW.score_rows(prow, model_path, cfg, quarantine)
+        chosen, rejected, stats = score_rows(prow, model_path, cfg, quarantine)
         p_o = M.pair_outcomes(chosen, rejected)
         base = [clean_o[i] for i in kept]
         summary = M.summarize(p_o, n_boot=cfg.n_boot, seed=cfg.seed)
@@ -136,9 +122,8 @@ def write_outputs(out: Path, result: Mapping, records: Sequence[Mapping], plots:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-
     out.mkdir(parents=True, exist_ok=True)
-    (out / "robustness.json").write_text(json.dumps(result, indent=2, default=PW._json_default))
+    (out / "robustness.json").write_text(json.dumps(result, indent=2, default=json_default))
     (out / "robustness.md").write_text(robustness_markdown(result))
     pq.write_table(pa.Table.from_pylist(list(records)), out / "scores.parquet")
     if plots:

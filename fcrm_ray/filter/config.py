@@ -1,4 +1,5 @@
-"""Typed config of `fcrm filter`: input corpus, scoring backend, keep policy, output, Ray.
+"""Typed config of `fcrm filter`: input corpus, the reward model (`model`) and how it is reached
+(`scoring`: an in-job actor pool, `actors`, or a running `fcrm serve`), keep policy, output, Ray.
 
 Loaded with `fcrm_ray.config.load_config(FilterConfig, yaml, overrides)`; see configs/filter.yaml.
 """
@@ -6,7 +7,10 @@ Loaded with `fcrm_ray.config.load_config(FilterConfig, yaml, overrides)`; see co
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
+from fcrm_ray.common.ray_cluster import ActorPoolConfig, RayConfig
+from fcrm_ray.common.scorer import ScorerConfig
 from fcrm_ray.config import ConfigError
 from fcrm_ray.data.sources import FORMATS as ROW_FORMATS
 
@@ -34,16 +38,10 @@ class InputConfig:
 
 @dataclass
 class ScoringConfig:
-    backend: str = "actor"  # actor: model in an in-job actor pool; serve: a running `fcrm serve`
-    model_path: str = ""  # actor backend: reward-model folder
-    batch_size: int = 64  # units per map_batches call = per forward pass (bounds memory)
-    max_length: int | None = None  # None = the model's training max_length (its train_config.yaml)
-    device: str = "cpu"
-    dtype: str = "float32"
-    autocast: str = "auto"  # bf16 autocast only where the device runs it natively (fcrm_ray/hardware.py)
-    num_actors: int = 1  # actor pool size (one model copy each)
-    num_cpus_per_actor: float = 1.0
-    num_gpus_per_actor: float = 0.0
+    """Where the scores come from: `actor` = the `model` in an in-job actor pool (`actors`);
+    `serve` = a running `fcrm serve` (the model is whatever it serves)."""
+
+    backend: str = "actor"
     serve_url: str = ""  # serve backend: http://127.0.0.1:8000 (HTTP via fcrm_ray.serve.client)
     serve_app: str = "fcrm-rm"  # serve backend without serve_url: DeploymentHandle of this app
     serve_model: str = ""  # model name on the service ("" = its default)
@@ -53,12 +51,8 @@ class ScoringConfig:
     def validate(self) -> None:
         if self.backend not in BACKENDS:
             raise ConfigError(f"config key `scoring.backend`: one of {BACKENDS}, got {self.backend!r}")
-        if self.backend == "actor" and not self.model_path:
-            raise ConfigError("config key `scoring.model_path` is required with scoring.backend=actor")
-        if self.batch_size < 1 or self.num_actors < 1 or self.serve_concurrency < 1:
-            raise ConfigError("config key `scoring.batch_size`/`num_actors`/`serve_concurrency` must be >= 1")
-        if self.device.startswith("cuda") and self.num_gpus_per_actor <= 0:
-            raise ConfigError("config key `scoring.num_gpus_per_actor` must be > 0 when scoring.device=cuda")
+        if self.serve_concurrency < 1:
+            raise ConfigError("config key `scoring.serve_concurrency` must be >= 1")
 
 
 @dataclass
@@ -82,19 +76,34 @@ class PolicyConfig:
 
 @dataclass
 class OutputConfig:
-    dir: str = ""
-    histogram: bool = True
-
-    def validate(self) -> None:
-        if not self.dir:
-            raise ConfigError("config key `output.dir` is required")
+    histogram: bool = True  # reward histogram (PNG) beside the output
 
 
 @dataclass
 class FilterConfig:
     input: InputConfig = field(default_factory=InputConfig)
+    model: ScorerConfig = field(default_factory=lambda: ScorerConfig(batch_size=64))
     scoring: ScoringConfig = field(default_factory=ScoringConfig)
+    actors: ActorPoolConfig = field(default_factory=ActorPoolConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
+    out: str = ""  # kept/, dropped/, quarantine/, manifest.json (--out)
     output: OutputConfig = field(default_factory=OutputConfig)
-    ray_address: str = ""  # "" = local Ray (or the job's cluster inside `ray job submit`)
-    ray_num_cpus: int = 0  # local Ray only; 0 = all
+    ray: RayConfig = field(default_factory=RayConfig)
+
+    RENAMED: ClassVar[dict[str, str]] = {
+        "scoring.model_path": "`model.path` (the scoring model's key in every stage)",
+        **{f"scoring.{k}": f"`model.{k}`" for k in ("batch_size", "max_length", "device", "dtype", "autocast")},
+        **{f"scoring.{k}": f"`actors.{k}`" for k in ("num_actors", "num_cpus_per_actor", "num_gpus_per_actor")},
+        "output.dir": "`out` (--out), the one output key of every stage",
+        "ray_address": "`ray.address`",
+        "ray_num_cpus": "`ray.num_cpus`",
+    }
+
+    def validate(self) -> None:
+        if not self.out:
+            raise ConfigError("config key `out` is required (--out DIR)")
+        if self.scoring.backend == "actor":
+            if not self.model.path:
+                raise ConfigError("config key `model.path` is required with scoring.backend=actor")
+            if self.model.device.startswith("cuda") and self.actors.num_gpus_per_actor <= 0:
+                raise ConfigError("config key `actors.num_gpus_per_actor` must be > 0 when model.device=cuda")

@@ -32,6 +32,7 @@ from typing import Any, Callable
 from fcrm_ray.generate.config import TINY_MODEL, GeneratorConfig
 from fcrm_ray.generate.stages import example_seed, render_generation_prompt, row_example
 from fcrm_ray.toolcall.schema import ERROR_TYPES
+from fcrm_ray.vllm_engine import engine_kwargs
 
 log = logging.getLogger(__name__)
 
@@ -212,16 +213,11 @@ class HFGenerator:
 
 def vllm_engine_kwargs(g: GeneratorConfig) -> dict:
     v = g.vllm
-    kw = {
-        "tensor_parallel_size": v.tensor_parallel_size,
-        "pipeline_parallel_size": v.pipeline_parallel_size,
-        "max_model_len": v.max_model_len,
-        "gpu_memory_utilization": v.gpu_memory_utilization,
-        "trust_remote_code": g.trust_remote_code,
-        "enable_prefix_caching": True,  # every sample of a prompt shares its (long, tool-laden) prefix
-    }
-    kw.update(dict(v.engine_kwargs))
-    return kw
+    return engine_kwargs(tensor_parallel_size=v.tensor_parallel_size, pipeline_parallel_size=v.pipeline_parallel_size,
+                         max_model_len=v.max_model_len, gpu_memory_utilization=v.gpu_memory_utilization,
+                         trust_remote_code=g.trust_remote_code,
+                         enable_prefix_caching=True,  # every sample of a prompt shares its (long, tool-laden) prefix
+                         extra=v.engine_kwargs)
 
 
 def vllm_processor_config(g: GeneratorConfig):

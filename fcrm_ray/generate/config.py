@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
+from fcrm_ray.common.ray_cluster import RayConfig
 from fcrm_ray.config import ConfigError
 from fcrm_ray.data.splits import SplitConfig
 from fcrm_ray.toolcall.schema import ERROR_TYPES
@@ -201,17 +202,16 @@ class DedupConfig:
 
 @dataclass
 class OutputConfig:
-    dir: str = "runs/generate"
+    """How the run directory (`out`) is written."""
+
     shard_size: int = 256  # examples per input shard = unit of resume
-    resume: bool = True  # false: wipe `dir` and start over
+    resume: bool = True  # false: wipe `out` and start over
     jsonl: bool = False  # also write a JSONL copy per shard
     # Test hook: the driver exits (os._exit(1), like a SIGKILL) right after flushing this many
     # shards, so resume tests kill it at a known point instead of racing a busy machine.
     fault_inject_after_shards: int = 0
 
     def validate(self) -> None:
-        if not self.dir:
-            raise ConfigError("config key `output.dir` is required")
         if self.shard_size < 1:
             raise ConfigError("config key `output.shard_size` must be >= 1")
         if self.fault_inject_after_shards < 0:
@@ -219,9 +219,10 @@ class OutputConfig:
 
 
 @dataclass
-class RayConfig:
-    address: str = ""  # empty: start a local Ray (or join RAY_ADDRESS)
-    num_cpus: int = 0  # local Ray only; 0 = all
+class RayDataConfig(RayConfig):
+    """The Ray connection (`address`, `num_cpus`, `runtime_env`: as in every stage) and Ray Data's
+    execution settings for this pipeline."""
+
     progress_bars: bool = True
     max_errored_blocks: int = 0  # Ray Data: blocks allowed to fail for good before the job fails
 
@@ -233,19 +234,31 @@ class GenerateConfig:
     # defaults as `fcrm bench build`), so no bench-validation or test example is trained on
     # through `generate`.
     splits: SplitConfig = field(default_factory=SplitConfig)
-    # Removed: generate's own `split` section. Kept as a free-form key only so that an old config
-    # fails with a message naming its replacement instead of "unknown key".
-    split: dict[str, Any] = field(default_factory=dict)
     obfuscation: ObfuscationConfig = field(default_factory=ObfuscationConfig)
     generators: list[GeneratorConfig] = field(default_factory=lambda: [GeneratorConfig()])
     chosen: ChosenConfig = field(default_factory=ChosenConfig)
     dedup: DedupConfig = field(default_factory=DedupConfig)
+    out: str = "runs/generate"  # the run directory (--out); on a multi-node cluster, storage every node sees
     output: OutputConfig = field(default_factory=OutputConfig)
-    ray: RayConfig = field(default_factory=RayConfig)
+    ray: RayDataConfig = field(default_factory=RayDataConfig)
+
+    # Keys that moved; an old config fails naming the new one. `split` was generate's own split
+    # section: `splits` is the bench's definition, so no bench-validation or test example is
+    # trained on through `generate`.
+    RENAMED: ClassVar[dict[str, str]] = {
+        "output.dir": "`out` (--out), the one output key of every stage",
+        "split.strategy": "`splits.mode` (out_of_domain -> by_category, random -> by_example)",
+        "split.validation_fraction": "`splits.validation_fraction` (default 0.1, as in `fcrm bench build`)",
+        "split.test_fraction": "`splits.test_fraction`",
+        "split.test_categories": "`splits.test_categories`",
+        "split.seed": "`splits.seed`",
+        "split.fixed": "`splits.train_categories` + `splits.validation_fraction=0` (whole categories in train)",
+        "split": "the `splits` section (fcrm_ray.data.splits.SplitConfig, the same split definition as `fcrm bench build`)",
+    }
 
     def validate(self) -> None:
-        if self.split:
-            raise ConfigError(_removed_split_message(self.split))
+        if not self.out:
+            raise ConfigError("config key `out` is required (--out DIR)")
         if not self.sources:
             raise ConfigError("config key `sources` must list at least one source")
         # fcrm_ray.config validates nested dataclasses but not lists of them: do it here, with the index.
@@ -265,24 +278,6 @@ class GenerateConfig:
 
     def active_generators(self) -> list[GeneratorConfig]:
         return [g for g in self.generators if g.enabled]
-
-
-# old `split.<key>` -> what replaces it under `splits` (the bench's `data.splits.SplitConfig`)
-_SPLIT_RENAMES = {
-    "strategy": "`splits.mode` (out_of_domain -> by_category, random -> by_example)",
-    "validation_fraction": "`splits.validation_fraction` (default 0.1, as in `fcrm bench build`)",
-    "test_fraction": "`splits.test_fraction`",
-    "test_categories": "`splits.test_categories`",
-    "seed": "`splits.seed`",
-    "fixed": "no single key: `splits.train_categories` + `splits.validation_fraction=0` put whole categories in train",
-}
-
-
-def _removed_split_message(old: dict) -> str:
-    key = next(iter(old))
-    new = _SPLIT_RENAMES.get(str(key), "the `splits` section (fcrm_ray.data.splits.SplitConfig)")
-    return (f"config key `split.{key}` was removed: `fcrm generate` now uses `splits`, the same split definition "
-            f"as `fcrm bench build`; use {new}")
 
 
 def _validate_tree(obj: Any) -> None:

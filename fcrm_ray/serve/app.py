@@ -9,10 +9,10 @@ and one deployment per reward model (`RewardModel_<name>`):
 
 - batching: every candidate of every request goes into the model replica's `MicroBatcher`; one
   forward runs at a time, and the next batch is everything that queued meanwhile (up to
-  `models[].max_batch_size`). `batch_wait_timeout_s` is how long an idle replica waits for company.
+  `models.<name>.batch_size`). `batch_wait_timeout_s` is how long an idle replica waits for company.
   See `MicroBatcher` for why this is not `@serve.batch`.
-- `max_ongoing_requests` defaults to 2 x max_batch_size (Serve's default of 5 would cap the queue
-  a batch is taken from); the autoscaling target defaults to max_batch_size.
+- `max_ongoing_requests` defaults to 2 x batch_size (Serve's default of 5 would cap the queue
+  a batch is taken from); the autoscaling target defaults to batch_size.
 - `autoscaling` (min/max replicas, target ongoing requests) and `ray_actor_options` (num_gpus,
   num_cpus) per model come from the config.
 - isolation: the ingress validates everything a renderer reads (messages, tool_calls, tools,
@@ -79,6 +79,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import ray
+
+from fcrm_ray.common.ray_cluster import ray_init
 from fcrm_ray.config import ConfigError, config_arg_parser, from_dict, load_config, to_dict
 from fcrm_ray.scoring import finite_or_none
 from fcrm_ray.serve.config import ModelConfig, ServeConfig
@@ -148,9 +151,7 @@ class RewardBackend:
         from fcrm_ray.scoring import RewardScorer
 
         self.cfg = mcfg
-        self.scorer = RewardScorer(mcfg.path, batch_size=mcfg.max_batch_size, max_length=mcfg.max_length,
-                                   device=mcfg.device, dtype=mcfg.dtype, trust_remote_code=mcfg.trust_remote_code,
-                                   autocast=mcfg.autocast)
+        self.scorer = RewardScorer(mcfg.path, **mcfg.scorer_kwargs())
         self.lower_bound = head_lower_bound(self.scorer.model)
 
     def score_units(self, units: list[tuple]) -> list[Any]:
@@ -802,13 +803,13 @@ def _deployments():
 
     @serve.deployment
     class RewardModelDeployment:
-        """One reward model behind a MicroBatcher (max_batch_size candidates per forward)."""
+        """One reward model behind a MicroBatcher (batch_size candidates per forward)."""
 
         def __init__(self, model_cfg: dict):
             self.cfg = from_dict(ModelConfig, model_cfg)
             self.backend = RewardBackend(self.cfg)
             self.backend.warm_up()  # ready = has scored once
-            self.batcher = MicroBatcher(self.backend.score_units, self.cfg.max_batch_size,
+            self.batcher = MicroBatcher(self.backend.score_units, self.cfg.batch_size,
                                         self.cfg.batch_wait_timeout_s)
 
         async def score_group(self, tools: list, messages: list, candidates: list) -> list:
@@ -822,7 +823,7 @@ def _deployments():
 
         def info(self) -> dict:
             c, b = self.cfg, self.batcher
-            return {"name": c.name, "path": c.path, "max_batch_size": c.max_batch_size,
+            return {"name": c.name, "path": c.path, "max_batch_size": c.batch_size,
                     "batch_wait_timeout_s": c.batch_wait_timeout_s,
                     "max_length": self.backend.scorer.max_length,  # as resolved (training's when null)
                     "device": c.device, "dtype": c.dtype,
@@ -989,20 +990,17 @@ def main(argv: list[str] | None = None, prog: str = "fcrm serve") -> int:
         except (RewardModelError, FileNotFoundError) as e:
             raise ConfigError(f"config key `models.{m.name}.path`: {e}") from None
 
-    import ray
     from ray import serve
 
-    init = {"address": cfg.ray_address} if cfg.ray_address else {}
-    if args.metrics_export_port and not cfg.ray_address:
-        init["_metrics_export_port"] = args.metrics_export_port
-    local = cfg.ray_address in ("", "local") and not os.environ.get("RAY_ADDRESS")
+    init = {"_metrics_export_port": args.metrics_export_port} if args.metrics_export_port and cfg.ray.starts_local() else {}
+    local = cfg.ray.starts_local()
     if local and os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled":
         # Ray (2.60) binds its own gRPC ports on every interface and turns a loopback node IP into
         # the reachable one, so a local Ray cannot be kept on loopback; its token auth (on by
         # default for local clusters since 2.59) is what keeps those ports closed. Say so.
         print("fcrm serve: warning: RAY_AUTH_MODE=disabled - the local Ray's ports listen beyond loopback "
               "without authentication", file=sys.stderr, flush=True)
-    ray.init(**init)
+    ray_init(cfg.ray, dashboard=None, **init)
     import signal
     import time
 

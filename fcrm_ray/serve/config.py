@@ -12,10 +12,11 @@ from __future__ import annotations
 import ipaddress
 import os
 from dataclasses import dataclass, field
+from typing import ClassVar
 
+from fcrm_ray.common.ray_cluster import RayConfig
+from fcrm_ray.common.scorer import ScorerConfig
 from fcrm_ray.config import ConfigError
-
-_DTYPES = ("float32", "bfloat16", "float16")
 
 
 @dataclass
@@ -26,7 +27,7 @@ class AutoscalingConfig:
     max_replicas: int = 1
     # Ongoing requests per replica the autoscaler aims for. With batching a replica is only busy
     # when it holds about one batch, so this is sized from the batch, not Serve's default of 2.
-    target_ongoing_requests: float = 0.0  # 0 = max_batch_size (one full batch in flight)
+    target_ongoing_requests: float = 0.0  # 0 = batch_size (one full batch in flight)
     upscale_delay_s: float = 10.0
     downscale_delay_s: float = 120.0
 
@@ -50,52 +51,41 @@ class ActorOptions:
 
 
 @dataclass
-class ModelConfig:
-    """One reward model = one batched Serve deployment."""
+class ModelConfig(ScorerConfig):
+    """One reward model = one batched Serve deployment: the scorer's settings (`path`, `max_length`,
+    `device`, ... as in every scoring stage) plus how it batches and scales."""
 
     name: str = ""  # set from the key under `models:`; the `model` field of requests
-    path: str = ""  # a trained RM folder (`fcrm train` output) or `pkg:...`
-    max_batch_size: int = 32  # candidates per forward pass
-    # An idle replica that gets a candidate waits this long for company before its forward; under
-    # load the next batch is whatever queued during the previous forward (no wait).
+    # Candidates per forward pass: the cap of a dynamic batch. An idle replica that gets a
+    # candidate waits `batch_wait_timeout_s` for company before its forward; under load the next
+    # batch is whatever queued during the previous forward (no wait).
+    batch_size: int = 32
     batch_wait_timeout_s: float = 0.01
-    max_length: int | None = None  # tokens per prompt+candidate; None = the model's training max_length (train_config.yaml)
-    device: str = "cpu"  # cpu | cuda
-    dtype: str = "float32"
-    autocast: str = "auto"  # bf16 autocast only where the device runs it natively (fcrm_ray/hardware.py)
-    trust_remote_code: bool = False
     # Requests (candidates) a replica accepts at once; must cover at least one full batch or the
-    # batch queue never fills. 0 = 2 * max_batch_size (one batch running, one filling).
+    # batch queue never fills. 0 = 2 * batch_size (one batch running, one filling).
     max_ongoing_requests: int = 0
     autoscaling: AutoscalingConfig = field(default_factory=AutoscalingConfig)
     ray_actor_options: ActorOptions = field(default_factory=ActorOptions)
 
     def effective_max_ongoing_requests(self) -> int:
-        return self.max_ongoing_requests or 2 * self.max_batch_size
+        return self.max_ongoing_requests or 2 * self.batch_size
 
     def effective_target_ongoing(self) -> float:
-        return self.autoscaling.target_ongoing_requests or float(self.max_batch_size)
+        return self.autoscaling.target_ongoing_requests or float(self.batch_size)
 
-    def validate(self) -> None:
+    def validate(self, prefix: str = "") -> None:
         if not self.name or not self.name.replace("-", "").replace("_", "").isalnum():
             raise ConfigError(f"config key `models.{self.name}`: model names use letters, digits, - and _ only")
         if not self.path:
             raise ConfigError(f"config key `models.{self.name}.path` is required (a trained reward-model folder)")
-        if self.max_batch_size < 1:
-            raise ConfigError(f"config key `models.{self.name}.max_batch_size` must be >= 1")
+        super().validate(prefix or f"models.{self.name}.")
         if self.batch_wait_timeout_s < 0:
             raise ConfigError(f"config key `models.{self.name}.batch_wait_timeout_s` must be >= 0")
-        if self.max_length is not None and self.max_length < 16:
-            raise ConfigError(f"config key `models.{self.name}.max_length` must be >= 16")
-        if self.dtype not in _DTYPES:
-            raise ConfigError(f"config key `models.{self.name}.dtype`: one of {_DTYPES}, got {self.dtype!r}")
-        if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
-            raise ConfigError(f"config key `models.{self.name}.device`: cpu or cuda, got {self.device!r}")
         if self.device.startswith("cuda") and self.ray_actor_options.num_gpus <= 0:
             raise ConfigError(f"config key `models.{self.name}.ray_actor_options.num_gpus` must be > 0 when device=cuda")
-        if self.max_ongoing_requests and self.max_ongoing_requests < self.max_batch_size:
+        if self.max_ongoing_requests and self.max_ongoing_requests < self.batch_size:
             raise ConfigError(f"config key `models.{self.name}.max_ongoing_requests` ({self.max_ongoing_requests}) "
-                              f"must be >= max_batch_size ({self.max_batch_size}) or batches never fill")
+                              f"must be >= batch_size ({self.batch_size}) or batches never fill")
 
 
 @dataclass
@@ -225,8 +215,13 @@ class ServeConfig:
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
     ingress: IngressConfig = field(default_factory=IngressConfig)
-    ray_address: str = ""  # "" = start/attach local Ray; "local" = always start a new one; "auto" = existing cluster
+    ray: RayConfig = field(default_factory=RayConfig)
     blocking: bool = True  # `fcrm serve` keeps running until Ctrl-C
+
+    RENAMED: ClassVar[dict[str, str]] = {
+        "ray_address": "`ray.address`",
+        "models.*.max_batch_size": "`models.<name>.batch_size` (candidates per forward pass, as in every scoring stage)",
+    }
 
     def resolved_token(self) -> str:
         """The configured bearer token ("" = auth off)."""

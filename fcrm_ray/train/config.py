@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from fcrm_ray.config import ConfigError, require_path
+from fcrm_ray.common.ray_cluster import RayConfig
+from fcrm_ray.config import ConfigError, from_dict, require_path
+from fcrm_ray.data.pairs import PAIR_COLUMNS
 from fcrm_ray.paths import resolve_model_path
 
 STRATEGIES = ("deepspeed", "ddp", "single")
@@ -82,8 +84,6 @@ class DataConfig:
         for key in ("max_train_rows", "max_validation_rows", "max_eval_rows", "max_test_rows"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"config key `data.{key}` must be >= 0")
-        from fcrm_ray.data.pairs import PAIR_COLUMNS
-
         unknown = [c for c in self.balance_by if c not in PAIR_COLUMNS]
         if unknown:
             raise ConfigError(f"config key `data.balance_by`: {unknown} are not pair columns {list(PAIR_COLUMNS)}")
@@ -128,8 +128,9 @@ class TrainLoopConfig:
     # and its reason are printed at start and written to train_config.yaml. DeepSpeed runs set their
     # precision from `model.dtype` (auto resolves to fp32 autocast-free there).
     autocast: str = "auto"
-    # Test hook: rank 0 calls os._exit(1) when it reaches this optimizer step on the first attempt
-    # (no checkpoint to resume from yet beyond earlier ones), to exercise FailureConfig + resume.
+    # Test hook (`train/faults.py`): rank 0 calls os._exit(1) when it reaches this optimizer step on
+    # the first attempt (no checkpoint to resume from yet beyond earlier ones), to exercise
+    # FailureConfig + resume.
     fault_inject_step: int = 0
 
     def validate(self) -> None:
@@ -233,6 +234,8 @@ class TrainConfig:
     scaling: ScalingConfig = field(default_factory=ScalingConfig)
     deepspeed: DeepSpeedConfig = field(default_factory=DeepSpeedConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    out: str = ""  # the final HF reward model and its reports (--out; required by `fcrm train`)
+    ray: RayConfig = field(default_factory=RayConfig)
 
     def validate(self) -> None:
         """Cross-group checks (the groups validated themselves already)."""
@@ -257,6 +260,4 @@ class TrainConfig:
 
 def config_from_dict(d: dict) -> TrainConfig:
     """Rebuild the typed config on a worker (paths may only exist on the driver's storage)."""
-    from fcrm_ray.config import from_dict
-
     return from_dict(TrainConfig, d)

@@ -19,7 +19,10 @@ import random
 from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
+import pyarrow as pa
+import torch
 
+from fcrm_ray.data.pairs import stable_hash
 from fcrm_ray.models import encode_for_reward, load_tokenizer
 from fcrm_ray.toolcall.render import render
 
@@ -84,16 +87,12 @@ def tokenize_pair(row: Mapping, tokenizer: Any, max_length: int, min_prompt_toke
 def tokenize_batch(batch, tokenizer_path: str, max_length: int, min_prompt_tokens: int = 16,
                    trust_remote_code: bool = False):
     """Ray Data `map_batches` function (batch_format="pyarrow")."""
-    import pyarrow as pa
-
     tok = load_tokenizer(tokenizer_path, trust_remote_code)
     rows = [tokenize_pair(r, tok, max_length, min_prompt_tokens) for r in batch.to_pylist()]
     return pa.Table.from_pylist(rows, schema=tokenized_schema())
 
 
 def tokenized_schema():
-    import pyarrow as pa
-
     fields = [(c, pa.bool_() if c == "obfuscated" else pa.string()) for c in META_COLUMNS]
     fields += [("status", pa.string()), ("detail", pa.string()), ("chosen_ids", pa.list_(pa.int32())),
                ("rejected_ids", pa.list_(pa.int32())), ("truncated", pa.bool_()), ("n_tokens", pa.int64())]
@@ -111,8 +110,6 @@ def balanced_subset(rows: Sequence[Mapping], cap: int, by: Sequence[str] = (), p
     among the others (water-filling); inside a stratum the rows with the smallest id hashes are
     taken, so reruns and resumed runs see the same rows. Returned in hash order (the caller
     shuffles per epoch)."""
-    from fcrm_ray.data.pairs import stable_hash
-
     rows = list(rows)
     if not cap or len(rows) <= cap:
         return rows
@@ -144,8 +141,6 @@ def weighted_subset(rows: Sequence[Mapping], cap: int, weights: Mapping[str, flo
     """At most `cap` rows, shared among the values of `column` by `weights` (normalised; values
     not named get nothing), each share a `balanced_subset`. A value with fewer rows than its share
     gives all it has and the remainder goes to the others in proportion."""
-    from fcrm_ray.data.pairs import stable_hash
-
     groups: dict[str, list] = {}
     for r in rows:
         if weights.get(r.get(column), 0) > 0:
@@ -194,8 +189,6 @@ def eval_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
 
 def collate_pairs(examples: Sequence[Mapping], pad_id: int) -> dict:
     """[chosen_0..chosen_{B-1}, rejected_0..rejected_{B-1}] right-padded into one batch."""
-    import torch
-
     seqs = [np.asarray(e["chosen_ids"]) for e in examples] + [np.asarray(e["rejected_ids"]) for e in examples]
     width = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)

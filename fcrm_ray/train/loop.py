@@ -19,20 +19,38 @@ sets are not split by Ray; each rank scores rows `rank::world` and the results a
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import sys
+import tempfile
 import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import ray.train
+import ray.train.torch
+import torch
+import torch.distributed as dist
+import wandb
+from transformers import AutoConfig, AutoModelForSequenceClassification, get_scheduler
+from transformers.integrations import HfDeepSpeedConfig
 
-from fcrm_ray.models import keep_head_fp32  # noqa: F401  (tests import it from here)
+from fcrm_ray.config import to_dict
+from fcrm_ray.data.pairs import stable_hash
+from fcrm_ray.hardware import resolve_autocast, set_torch_threads
+from fcrm_ray.models import forward_rewards, init_reward_model, keep_head_fp32, mark_reward_config
+from fcrm_ray.train import faults
 from fcrm_ray.train.checkpoint import (CKPT_META, DS_DIR, DS_TAG, HF_DIR, TORCH_STATE, checkpoint_problem,
                                        files_under, write_manifest)
+from fcrm_ray.train.config import config_from_dict
+from fcrm_ray.train.data import collate_pairs, cycle_epochs, eval_batches
+from fcrm_ray.train.deepspeed_config import build_deepspeed_config
+from fcrm_ray.train.loss import bradley_terry_loss, pair_metrics
+from fcrm_ray.train.packing import causal_blocker, collate_packed_pairs, packed_pair_rewards, packing_blocker
 
 
 def say(message: str) -> None:
@@ -45,17 +63,12 @@ def say(message: str) -> None:
 
 # --- small distributed helpers (no-ops on one process) -------------------------------------------
 
-def _dist():
-    import torch.distributed as dist
-
-    return dist if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1 else None
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 def _all_reduce_int(value: int, op: str) -> int:
-    import torch
-
-    dist = _dist()
-    if dist is None:
+    if not _distributed():
         return value
     t = torch.tensor([value], dtype=torch.long, device=_comm_device())
     dist.all_reduce(t, op=dist.ReduceOp.MIN if op == "min" else dist.ReduceOp.MAX)
@@ -63,8 +76,7 @@ def _all_reduce_int(value: int, op: str) -> int:
 
 
 def _all_gather(obj: Any) -> list:
-    dist = _dist()
-    if dist is None:
+    if not _distributed():
         return [obj]
     out: list = [None] * dist.get_world_size()
     dist.all_gather_object(out, obj)
@@ -72,9 +84,6 @@ def _all_gather(obj: Any) -> list:
 
 
 def _comm_device():
-    import torch
-    import torch.distributed as dist
-
     return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
 
 
@@ -82,8 +91,6 @@ def disable_dropout(model) -> None:
     """Dropout probability 0 everywhere: `nn.Dropout` modules (BERT also reads its attention dropout
     from one) and the float `attention_dropout` attribute that Llama/Qwen-style attention passes to
     the attention kernel. The saved config keeps its values, so the checkpoint is unchanged."""
-    import torch
-
     for mod in model.modules():
         if isinstance(mod, torch.nn.Dropout):
             mod.p = 0.0
@@ -117,16 +124,9 @@ def summarize_scores(records: Sequence[dict]) -> dict:
 # --- the worker function -------------------------------------------------------------------------
 
 def train_loop_per_worker(loop_config: dict) -> None:
-    import ray.train
-    import torch
-
-    from fcrm_ray.train.config import config_from_dict
-
     cfg = config_from_dict(loop_config["cfg"])
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    from fcrm_ray.hardware import set_torch_threads
-
     threads = set_torch_threads(cfg.train.num_threads) if not cfg.scaling.use_gpu else torch.get_num_threads()
     torch.manual_seed(cfg.train.seed + rank)
     if rank == 0:
@@ -149,8 +149,6 @@ class _WorkerTrainer:
         self.step = 0
         self.share_prompt = self.causal = False  # decided once the model is built
         # bf16 autocast only where this worker's device runs it natively (`fcrm_ray/hardware.py`)
-        from fcrm_ray.hardware import resolve_autocast
-
         device_type = "cuda" if cfg.scaling.use_gpu else "cpu"
         if cfg.train.strategy == "deepspeed":
             self.autocast, self.autocast_reason = "none", f"weights in {cfg.dtype} (DeepSpeed sets its own precision)"
@@ -162,14 +160,10 @@ class _WorkerTrainer:
 
     # setup ---------------------------------------------------------------------------------
     def _load_rows(self, name: str, cap: int = 0) -> list[dict]:
-        import ray.train
-
         if name not in self.dataset_names:  # get_dataset_shard raises for datasets not passed in
             return []
         shard = ray.train.get_dataset_shard(name)  # the whole dataset (recipe: nothing is split)
         if name == "train" and self.world > 1:  # this rank's part, the same on every attempt
-            from fcrm_ray.data.pairs import stable_hash
-
             rows = [dict(r) for r in shard.iter_rows() if int(stable_hash(r["id"], n=8), 16) % self.world == self.rank]
         else:
             rows = [dict(r) for r in shard.iter_rows()]
@@ -177,17 +171,9 @@ class _WorkerTrainer:
         return rows[:cap] if cap else rows
 
     def _build_model(self):
-        import torch
-
-        from fcrm_ray.models import init_reward_model
-
         cfg = self.cfg
         self.ds_config = None
         if cfg.train.strategy == "deepspeed":
-            from transformers import AutoConfig
-
-            from fcrm_ray.train.deepspeed_config import build_deepspeed_config
-
             mcfg = AutoConfig.from_pretrained(self.model_path, trust_remote_code=cfg.model.trust_remote_code)
             hidden = getattr(mcfg.get_text_config(), "hidden_size", None)
             # no world_size: DeepSpeed derives train_batch_size itself (HfDeepSpeedConfig checks the
@@ -198,8 +184,6 @@ class _WorkerTrainer:
             # each rank materialises only its partition, so a 14B backbone never sits whole in
             # every rank's memory. Kept on self: transformers holds it through a weak reference.
             # GPU only: CPU runs use small models, and this path is not exercised by the CPU tests.
-            from transformers.integrations import HfDeepSpeedConfig
-
             self._hf_ds_config = HfDeepSpeedConfig(self.ds_config)
         model, tok = init_reward_model(self.model_path, dtype=cfg.dtype, trust_remote_code=cfg.model.trust_remote_code)
         if cfg.model.disable_dropout:
@@ -215,19 +199,12 @@ class _WorkerTrainer:
         return model
 
     def _autocast(self):
-        import contextlib
-
-        import torch
-
         if self.autocast == "none":
             return contextlib.nullcontext()
         return torch.autocast(self._device().type, dtype=torch.bfloat16)
 
     def _build_engine(self, model, total_steps: int):
-        import torch
-        from transformers import get_scheduler
-
-        cfg, t = self.cfg, self.cfg.train
+        t = self.cfg.train
         warmup = int(round(t.warmup_ratio * total_steps))
 
         def make_sched(opt):
@@ -235,6 +212,9 @@ class _WorkerTrainer:
                                  optimizer=opt, num_warmup_steps=warmup, num_training_steps=total_steps)
 
         if t.strategy == "deepspeed":
+            # Imported here, not with the module: importing deepspeed picks its accelerator and logs
+            # the choice ("Setting accelerator to CPU" on every CPU process), which the driver and
+            # single/ddp workers, which also import this module, have no use for.
             import deepspeed
 
             engine, opt, _, sched = deepspeed.initialize(model=model, model_parameters=model.parameters(),
@@ -242,8 +222,6 @@ class _WorkerTrainer:
             self.engine, self.optimizer, self.scheduler = engine, opt, sched
             self.module = engine.module
             return
-        import ray.train.torch
-
         model = ray.train.torch.prepare_model(model) if t.strategy == "ddp" else model.to(ray.train.torch.get_device())
         decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
         no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
@@ -292,8 +270,6 @@ class _WorkerTrainer:
         return f"checkpoint_{self.step:07d}{'_final' if final else ''}{f'-r{n}' if n else ''}"
 
     def _restore_candidates(self) -> list:
-        import ray.train
-
         latest = ray.train.get_checkpoint()
         if latest is None:
             return []
@@ -307,8 +283,6 @@ class _WorkerTrainer:
         return [latest] + older
 
     def _load_state(self, d: Path) -> dict:
-        import torch
-
         meta = json.loads((d / CKPT_META).read_text())
         if self.cfg.train.strategy == "deepspeed":
             self.engine.load_checkpoint(str(d / DS_DIR), tag=DS_TAG)
@@ -320,11 +294,6 @@ class _WorkerTrainer:
         return meta
 
     def _save_and_report(self, metrics: dict, final_hf: bool = False) -> None:
-        import tempfile
-
-        import ray.train
-        import torch
-
         with tempfile.TemporaryDirectory(prefix="fcrm-ckpt-") as d:
             if self.cfg.train.strategy == "deepspeed":
                 # every rank writes its own ZeRO shard; Ray merges the per-rank dirs in storage
@@ -345,11 +314,6 @@ class _WorkerTrainer:
     def _save_hf(self, out: Path) -> None:
         """A standard `save_pretrained` SeqCls checkpoint + tokenizer (rank 0 writes; under ZeRO-3
         all ranks take part in gathering the partitioned weights)."""
-        import torch
-        from transformers import AutoModelForSequenceClassification
-
-        from fcrm_ray.models import mark_reward_config
-
         if self.cfg.train.strategy == "deepspeed" and self.cfg.deepspeed.zero_stage == 3:
             state = self.engine._zero3_consolidated_16bit_state_dict()
         else:
@@ -377,8 +341,6 @@ class _WorkerTrainer:
 
     # forward/eval --------------------------------------------------------------------------
     def _rewards(self, batch: dict):
-        from fcrm_ray.models import forward_rewards
-
         device = self._device()
         mask = batch["attention_mask"]
         return forward_rewards(self.engine, batch["input_ids"].to(device), None if mask is None else mask.to(device))
@@ -386,9 +348,6 @@ class _WorkerTrainer:
     def _pair_rewards(self, examples: Sequence[dict], packed: bool | None = None):
         """(chosen rewards, rejected rewards, tokens run) of a micro-batch of pairs: one packed
         row per pair (prompt shared, `packing.py`) or chosen and rejected rows in one forward."""
-        from fcrm_ray.train.data import collate_pairs
-        from fcrm_ray.train.packing import collate_packed_pairs, packed_pair_rewards
-
         if self.share_prompt if packed is None else packed:
             batch = collate_packed_pairs(examples, self.pad_id)
             with self._autocast():
@@ -409,10 +368,6 @@ class _WorkerTrainer:
     def _resolve_share_prompt(self) -> bool:
         """train.share_prompt: auto -> on only where packing applies AND a probe pair gets the
         plain path's rewards; true -> the same checks, but failing them is an error."""
-        import torch
-
-        from fcrm_ray.train.packing import causal_blocker, packing_blocker
-
         self.causal = causal_blocker(self.module) is None
         setting = str(self.cfg.train.share_prompt).lower()
         if setting == "false":
@@ -440,18 +395,12 @@ class _WorkerTrainer:
         return why_not is None
 
     def _device(self):
-        import ray.train.torch
-
         if self.cfg.train.strategy == "deepspeed":
             return self.engine.device
         return ray.train.torch.get_device()
 
     def evaluate(self, rows: list[dict]) -> dict:
         """Scores of all `rows` (every rank scores `rank::world`, results gathered)."""
-        import torch
-
-        from fcrm_ray.train.data import eval_batches
-
         mine = rows[self.rank::self.world]
         bs = 2 * self.cfg.train.micro_batch_size  # forward only: twice the training micro-batch fits
         batches = eval_batches([len(r["chosen_ids"]) + len(r["rejected_ids"]) for r in mine], bs)
@@ -479,11 +428,6 @@ class _WorkerTrainer:
 
     # train ---------------------------------------------------------------------------------
     def run(self) -> None:
-        import torch
-
-        from fcrm_ray.train.data import cycle_epochs
-        from fcrm_ray.train.loss import bradley_terry_loss, pair_metrics
-
         cfg, t = self.cfg, self.cfg.train
         train_rows = self._load_rows("train")
         val_rows = self._load_rows("validation")
@@ -531,14 +475,7 @@ class _WorkerTrainer:
                 pairs_window += b
                 tokens_window += n_tokens  # tokens run: a packed pair counts its prompt once
             self.step += 1
-            if t.fault_inject_step and self.step == t.fault_inject_step and not resumed and self.rank == 0:
-                # Ray Train registers reported checkpoints when its controller polls the workers
-                # (every RAY_TRAIN_HEALTH_CHECK_INTERVAL_S = 2 s); a crash within the same poll
-                # window as the last report loses that report. Wait until the last report is
-                # committed so the test resumes from it, as it would after a real crash.
-                self._wait_for_committed_checkpoints()
-                say(f"fault_inject_step={self.step}: rank 0 exits (test hook)")
-                os._exit(1)  # test hook (train.fault_inject_step): simulate a worker crash
+            faults.after_step(t, self.step, rank=self.rank, resumed=resumed)
             first = self.step == start_step + 1  # a line after the first step: the run is alive
             if self.step % max(1, t.log_every) == 0 or self.step == self.total_steps or first:
                 now = time.time()
@@ -577,8 +514,6 @@ class _WorkerTrainer:
                 if do_ckpt:
                     self._save_and_report(metrics)
                 else:
-                    import ray.train
-
                     ray.train.report(metrics)
 
         if self.rank == 0:
@@ -598,21 +533,7 @@ class _WorkerTrainer:
         if wandb_run is not None:
             wandb_run.finish()
 
-    def _wait_for_committed_checkpoints(self, timeout_s: float = 120.0) -> None:
-        import ray.train
-
-        try:
-            ray.train.get_all_reported_checkpoints(
-                consistency_mode=ray.train.CheckpointConsistencyMode.COMMITTED, timeout_s=timeout_s)
-        except Exception as e:  # older Ray / timeout: fall back to waiting out a few polls
-            say(f"could not confirm committed checkpoints ({e}); waiting")
-            time.sleep(3 * float(os.environ.get("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", 2.0)))
-
     def _backward(self, loss, last_micro: bool) -> None:
-        import contextlib
-
-        import torch
-
         t = self.cfg.train
         if t.strategy == "deepspeed":
             self.engine.backward(loss)  # scales by 1/accumulation and steps at the boundary
@@ -644,10 +565,6 @@ class _WorkerTrainer:
         lc = self.cfg.logging
         if lc.wandb_mode == "disabled":
             return None
-        import wandb
-
-        from fcrm_ray.config import to_dict
-
         return wandb.init(project=lc.wandb_project, name=lc.run_name or self.run_name, mode=lc.wandb_mode,
                           config=to_dict(self.cfg), dir=os.environ.get("WANDB_DIR") or self.wandb_dir,
                           reinit="create_new")

@@ -24,19 +24,17 @@ flash-attention does not, and also keeps the plain path.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Mapping, Sequence
 
 import numpy as np
+import torch
 
 PACKABLE_ATTENTION = ("sdpa", "eager")
 
 
 def causal_blocker(model: Any) -> str | None:
     """Why `model` is not a causal-LM sequence classifier (None if it is)."""
-    import inspect
-
-    import torch
-
     cfg = getattr(model, "config", None)
     if cfg is None or getattr(cfg, "is_encoder_decoder", False):
         return "not a decoder-only model"
@@ -93,8 +91,6 @@ def collate_packed_pairs(examples: Sequence[Mapping], pad_id: int) -> dict:
     """Pairs -> one packed row each, right-padded: input_ids/position_ids [B, L], a boolean
     `allowed` mask [B, 1, L, L] (True = may attend), reward indices `chosen_at`/`rejected_at` [B].
     Pad queries attend only to themselves (a fully masked row would give NaN in SDPA)."""
-    import torch
-
     packs = [pack_pair(e["chosen_ids"], e["rejected_ids"], pad_id) for e in examples]
     B, L = len(packs), max(len(pk["ids"]) for pk in packs)
     ids = torch.full((B, L), pad_id, dtype=torch.long)
@@ -116,8 +112,6 @@ def collate_packed_pairs(examples: Sequence[Mapping], pad_id: int) -> dict:
 def attention_mask_4d(allowed, model: Any):
     """The custom mask as the model's attention takes it: booleans for SDPA, additive floats
     (0 / dtype min) for eager attention. transformers passes a 4D mask through unchanged."""
-    import torch
-
     if getattr(model.config, "_attn_implementation", "sdpa") == "sdpa":
         return allowed
     dtype = next(model.parameters()).dtype
@@ -132,8 +126,6 @@ def packed_pair_rewards(engine: Any, module: Any, batch: Mapping, device: Any):
     `module` is the unwrapped SeqCls model. HF's head pools ONE position per row, so the per-token
     scores are taken from the `score` layer's output with a forward hook and indexed at both
     calls' last tokens."""
-    import torch
-
     captured: list = []
     handle = module.score.register_forward_hook(lambda _m, _inp, out: captured.append(out))
     try:

@@ -34,7 +34,7 @@ Features and the flags that turn them on:
 | multi-worker / GPU scaling                | `scaling.num_workers`, `scaling.use_gpu`, `scaling.cpus_per_worker` |
 | torch threads per worker (CPU)            | `train.num_threads`                                       |
 | wandb                                     | `logging.wandb_mode=offline|online|disabled`              |
-| crash injection (test hook)               | `train.fault_inject_step=K`                               |
+| crash injection (test hook, `faults.py`)  | `train.fault_inject_step=K`                               |
 
 Artifacts in --out: the reward model (`config.json`, weights, tokenizer; standard
 `*ForSequenceClassification`, num_labels=1), `reward_stats.json` (validation reward mean/std),
@@ -47,17 +47,26 @@ category / generator, reward statistics),
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 from collections import Counter
 from pathlib import Path
 
-from fcrm_ray.config import ConfigError, config_arg_parser, load_config, to_dict, to_yaml
+import ray
+import ray.data
+from matplotlib.figure import Figure
+from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
+from ray.train.torch import TorchTrainer
+
+from fcrm_ray.common.ray_cluster import ray_init
+from fcrm_ray.config import ConfigError, config_arg_parser, parse_config_args, to_dict, to_yaml
 from fcrm_ray.data.pairs import read_pairs
 from fcrm_ray.data.quarantine import Quarantine
 from fcrm_ray.paths import resolve_model_path
+from fcrm_ray.train.checkpoint import CKPT_META, HF_DIR
 from fcrm_ray.train.config import TrainConfig
+from fcrm_ray.train.data import STATUS_OK, balanced_subset, tokenize_batch, weighted_subset
+from fcrm_ray.train.loop import train_loop_per_worker
 
 
 def read_split_rows(d, quarantine: Quarantine) -> dict[str, list[dict]]:
@@ -65,8 +74,6 @@ def read_split_rows(d, quarantine: Quarantine) -> dict[str, list[dict]]:
     pair sets; each file is read once, so a bad row is quarantined once. Caps take a
     random-looking, stable subset (by pair id; the train cap balanced by `data.balance_by`)."""
     files: dict[str, list[dict]] = {}
-
-    from fcrm_ray.train.data import balanced_subset, weighted_subset
 
     def rows_of(paths, split: str, cap: int, by=(), power: float = 1.0, weights=None) -> list[dict]:
         out = []
@@ -90,10 +97,6 @@ def read_split_rows(d, quarantine: Quarantine) -> dict[str, list[dict]]:
 
 def prepare_datasets(cfg: TrainConfig, model_path: str, quarantine: Quarantine) -> tuple[dict, dict]:
     """Ray Datasets of tokenised pairs per split, and counts {split: {read, kept, truncated, dropped:{reason: n}}}."""
-    import ray.data
-
-    from fcrm_ray.train.data import STATUS_OK, tokenize_batch
-
     d = cfg.data
     datasets, stats = {}, {}
     train_paths = ", ".join([d.train_path, *d.extra_train_paths])
@@ -130,8 +133,6 @@ def prepare_datasets(cfg: TrainConfig, model_path: str, quarantine: Quarantine) 
 
 def _quiet_ray_data() -> None:
     """Progress bars from every worker's dataset shard drown the training log."""
-    import ray.data
-
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
@@ -146,9 +147,7 @@ def _wandb_dir(cfg: TrainConfig) -> str | None:
     return str(d)
 
 
-def _run_config(cfg: TrainConfig):
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig
-
+def _run_config(cfg: TrainConfig) -> RunConfig:
     storage = cfg.ckpt.storage_path
     if "://" not in storage:
         storage = str(Path(storage).resolve())
@@ -157,20 +156,12 @@ def _run_config(cfg: TrainConfig):
                      failure_config=FailureConfig(max_failures=cfg.scaling.max_failures))
 
 
-def run_training(cfg: TrainConfig, out_dir: str) -> dict:
+def run_training(cfg: TrainConfig) -> dict:
     """Everything after config validation; returns the final evaluation dict."""
-    import ray
-    from ray.train import DataConfig, ScalingConfig
-    from ray.train.torch import TorchTrainer
-
-    from fcrm_ray.train.checkpoint import CKPT_META, HF_DIR
-    from fcrm_ray.train.loop import train_loop_per_worker
-
-    out = Path(out_dir)
+    out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     model_path = resolve_model_path(cfg.model.path)
-    if not ray.is_initialized():
-        ray.init(**({} if os.environ.get("RAY_ADDRESS") else {"include_dashboard": False}))
+    ray_init(cfg.ray)
     _quiet_ray_data()
     quarantine = Quarantine(cfg.data.quarantine_path or out / "quarantine.jsonl")
     with quarantine:
@@ -230,14 +221,11 @@ def write_artifacts(out: Path, final: dict, history: list[dict], stats: dict) ->
 
 
 def plot_learning_curve(history: list[dict], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     train = [h for h in history if "train/loss" in h]
     val = [h for h in history if "validation/accuracy" in h]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
+    # a bare Figure (no pyplot): no backend to choose, no global figure registry to close
+    fig = Figure(figsize=(10, 4))
+    ax1, ax2 = fig.subplots(1, 2)
     ax1.plot([h["step"] for h in train], [h["train/loss"] for h in train], label="train loss")
     ax1.set_xlabel("step")
     ax1.set_ylabel("Bradley-Terry loss")
@@ -250,18 +238,17 @@ def plot_learning_curve(history: list[dict], path: Path) -> None:
     ax2.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def main(argv: list[str] | None = None, prog: str = "fcrm train") -> int:
-    parser = config_arg_parser(prog, "Train a Bradley-Terry reward model with Ray Train.")
-    parser.add_argument("--out", required=True, help="folder for the final HF reward model and reports")
-    args = parser.parse_args(argv)
-    cfg = load_config(TrainConfig, args.config, args.overrides)
-    final = run_training(cfg, args.out)
+    parser = config_arg_parser(prog, "Train a Bradley-Terry reward model with Ray Train.", out=True)
+    cfg, _ = parse_config_args(TrainConfig, argv, prog, parser=parser)
+    if not cfg.out:
+        raise ConfigError("config key `out` is required: --out DIR (the final HF reward model and reports)")
+    final = run_training(cfg)
     accs = ", ".join(f"{name} accuracy {ev.get('accuracy')}" for name, ev in final.items()
                      if isinstance(ev, dict) and "accuracy" in ev)
-    print(f"[fcrm train] done: {accs} -> {args.out}", flush=True)
+    print(f"[fcrm train] done: {accs} -> {cfg.out}", flush=True)
     return 0
 
 

@@ -27,7 +27,7 @@ final pair set has no duplicate and no missing row.
 
 Faults: generator errors on a batch are retried and then recorded per row (`backends`); a
 killed actor is restarted and its batch resubmitted (`max_restarts`/`max_task_retries`).
-On a multi-node cluster `output.dir` must be on storage every node sees (e.g. /mnt/cluster_storage).
+On a multi-node cluster `out` must be on storage every node sees (e.g. /mnt/cluster_storage).
 """
 
 from __future__ import annotations
@@ -39,15 +39,16 @@ import shutil
 import sys
 import time
 from collections import Counter, defaultdict
-from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
-from fcrm_ray.config import ConfigError, parse_config_args, to_dict
+from fcrm_ray.common.atomic import atomic_write_table, atomic_write_text
+from fcrm_ray.common.ray_cluster import ray_init
+from fcrm_ray.config import ConfigError, config_arg_parser, parse_config_args, to_dict
 from fcrm_ray.data.pairs import PAIR_COLUMNS, pair_arrow_schema, stable_hash
 from fcrm_ray.data.quarantine import Quarantine
-from fcrm_ray.generate.config import GenerateConfig, GeneratorConfig
-from fcrm_ray.generate.stages import RANK_COLUMNS, dedup_stage, judge_stage, obfuscate_stage, work_row
+from fcrm_ray.generate.config import GenerateConfig
+from fcrm_ray.generate.stages import dedup_stage, judge_stage, obfuscate_stage, work_row
 from fcrm_ray.toolcall.schema import Example
 
 log = logging.getLogger(__name__)
@@ -60,8 +61,8 @@ _RESOURCE_KEYS = ("batch_size", "min_actors", "max_actors", "compute", "num_cpus
 # --- run layout ------------------------------------------------------------------------------
 
 class RunLayout:
-    """Where everything of one run lives under `output.dir`. Only `pairs/` holds Parquet, so
-    `read_pairs(output.dir)` reads exactly the pair set."""
+    """Where everything of one run lives under `out`. Only `pairs/` holds Parquet, so
+    `read_pairs(out)` reads exactly the pair set."""
 
     def __init__(self, out_dir: str | Path):
         self.root = Path(out_dir)
@@ -94,26 +95,6 @@ class RunLayout:
         for p in (self.pairs, self.quarantine.parent, self.work):
             shutil.rmtree(p, ignore_errors=True)
         self.stats.unlink(missing_ok=True)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def atomic_write_table(path: Path, table, fmt: str = "parquet") -> None:
-    import pyarrow.feather as feather
-    import pyarrow.parquet as pq
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    if fmt == "parquet":
-        pq.write_table(table, tmp)
-    else:
-        feather.write_feather(table, tmp)
-    os.replace(tmp, path)
 
 
 def fingerprint(cfg: GenerateConfig) -> str:
@@ -216,8 +197,8 @@ def load_or_plan(cfg: GenerateConfig, layout: RunLayout) -> tuple[dict, bool]:
         if plan.get("fingerprint") == fp:
             return plan, True
         if any(layout.done.glob("*.json")):
-            raise ConfigError(f"config key `output.dir`: {layout.root} holds a run made with a different config; "
-                              "set output.resume=false to overwrite it or choose another output.dir")
+            raise ConfigError(f"config key `out`: {layout.root} holds a run made with a different config; "
+                              "set output.resume=false to overwrite it or choose another `out`")
     # No finished shard to protect: (re)plan from scratch.
     shutil.rmtree(layout.work, ignore_errors=True)
     shutil.rmtree(layout.pairs, ignore_errors=True)
@@ -459,20 +440,6 @@ def print_stats(stats: dict, file=None) -> None:
 
 # --- entry points ----------------------------------------------------------------------------
 
-def _init_ray(cfg: GenerateConfig) -> bool:
-    import ray
-
-    if ray.is_initialized():
-        return False
-    kw: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True}
-    if cfg.ray.address:
-        kw["address"] = cfg.ray.address
-    elif cfg.ray.num_cpus and not os.environ.get("RAY_ADDRESS"):
-        kw["num_cpus"] = cfg.ray.num_cpus
-    ray.init(**kw)
-    return True
-
-
 def check_resources(cfg: GenerateConfig) -> None:
     """Actor pools hold their CPUs for the whole run; if they take every CPU of a fixed-size local
     Ray, the read, mutation and judge tasks never get scheduled and Ray Data waits forever. Fail
@@ -491,18 +458,18 @@ def run(cfg: GenerateConfig) -> dict:
     """Plan, generate (resuming), and write `stats.json`; returns the stats."""
     from ray.data import DataContext
 
-    layout = RunLayout(cfg.output.dir)
+    layout = RunLayout(cfg.out)
     t0 = time.time()
     plan, reused = load_or_plan(cfg, layout)
     done_before = {int(f.stem.split("-")[1]) for f in layout.done.glob("*.json")} if reused else set()
     pending = [s["shard"] for s in plan["shards"] if s["shard"] not in done_before]
-    started = _init_ray(cfg)
+    started = ray_init(cfg.ray, log_to_driver=True)
     try:
         ctx = DataContext.get_current()
         ctx.enable_progress_bars = cfg.ray.progress_bars
         ctx.max_errored_blocks = cfg.ray.max_errored_blocks
         if pending:
-            if not (cfg.ray.address or os.environ.get("RAY_ADDRESS")):
+            if cfg.ray.starts_local():
                 # a local Ray started here has a fixed size; an existing cluster's current CPUs are
                 # not its capacity (an autoscaler adds nodes when the pools ask), so no check there
                 check_resources(cfg)
@@ -523,8 +490,8 @@ def run(cfg: GenerateConfig) -> dict:
 
 
 def main(argv: list[str] | None = None, prog: str = "fcrm generate") -> int:
-    cfg, _args = parse_config_args(GenerateConfig, argv, prog,
-                                   description="Synthesise tool-calling preference pairs with Ray Data.")
+    description = "Synthesise tool-calling preference pairs with Ray Data."
+    cfg, _args = parse_config_args(GenerateConfig, argv, prog, parser=config_arg_parser(prog, description, out=True))
     stats = run(cfg)
     print_stats(stats)
     return 0 if all(stats["checks"].values()) else 1

@@ -1,12 +1,12 @@
 """`fcrm filter`: reward-guided filtering of a tool-calling SFT corpus with Ray Data.
 
-    fcrm filter --config configs/filter.yaml input.path=corpus/ output.dir=runs/filter-1 [key=value ...]
+    fcrm filter --config configs/filter.yaml input.path=corpus/ --out runs/filter-1 [key=value ...]
 
 Phases (each resumable; re-running the same command after a kill continues where it stopped):
 
 1. plan: the input (Parquet/JSONL files, sorted) is cut into deterministic shards of
    `input.shard_rows` rows (file, row range). The plan's fingerprint (files, sizes, shard size,
-   scoring model) is kept in `manifest.json`; a different input or model in the same `output.dir`
+   scoring model) is kept in `manifest.json`; a different input or model in the same `out`
    is an error rather than a silent mix of two runs.
 2. score (Ray Data): pending shards -> `flat_map(extract_shard)` (read rows, `extract.extract_row`
    per row, unusable rows become quarantine records, units rendered with `toolcall.render`) ->
@@ -43,7 +43,10 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, Iterator
 
-from fcrm_ray.config import ConfigError, config_arg_parser, from_dict, load_config, to_dict
+from fcrm_ray.common.atomic import atomic_write_table, atomic_write_text
+from fcrm_ray.common.ray_cluster import ray_init
+from fcrm_ray.common.scorer import ScorerConfig
+from fcrm_ray.config import ConfigError, config_arg_parser, from_dict, parse_config_args, to_dict
 from fcrm_ray.data.pairs import stable_hash
 from fcrm_ray.filter.config import FilterConfig, ScoringConfig
 from fcrm_ray.filter.extract import UNIT_COLUMNS, extract_row
@@ -175,9 +178,9 @@ def fingerprint(cfg: FilterConfig, shards: list[dict]) -> str:
     files = sorted({s["file"] for s in shards})
     stats = [(f, os.path.getsize(f)) for f in files]
     s = cfg.scoring
-    model = s.model_path if s.backend == "actor" else f"serve:{s.serve_url or s.serve_app}/{s.serve_model}"
+    model = cfg.model.path if s.backend == "actor" else f"serve:{s.serve_url or s.serve_app}/{s.serve_model}"
     return stable_hash(stats, [(x["shard"], x["start"], x["stop"]) for x in shards], cfg.input.format,
-                       cfg.input.source, model, s.max_length, n=24)
+                       cfg.input.source, model, cfg.model.max_length, n=24)
 
 
 # --- phase 2: score -----------------------------------------------------------------------------
@@ -233,14 +236,14 @@ class ScoreUnits:
     actor backend: `fcrm_ray.scoring.RewardScoringActor` (the shared scorer) over the rendered
     prompt/completion columns; serve backend: `UnitScorer`."""
 
-    def __init__(self, scoring: dict):
+    def __init__(self, model: dict, scoring: dict):
         c = from_dict(ScoringConfig, scoring)
         self.actor = self.remote = None
         if c.backend == "actor":
             from fcrm_ray.scoring import RewardScoringActor
 
-            self.actor = RewardScoringActor(c.model_path, batch_size=c.batch_size, max_length=c.max_length,
-                                            device=c.device, dtype=c.dtype, autocast=c.autocast)
+            m = from_dict(ScorerConfig, model)
+            self.actor = RewardScoringActor(m.path, **m.scorer_kwargs())
         else:
             self.remote = UnitScorer(c)
 
@@ -270,23 +273,16 @@ class ScoreUnits:
 
 def _write_parquet_atomic(rows: list[dict], columns: tuple, path: Path, reward: bool = False) -> None:
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     fields = [(c, pa.int64() if c == "turn" else pa.string()) for c in columns]
     if reward:
         fields.append(("reward", pa.float64()))
     schema = pa.schema(fields)
-    table = pa.Table.from_pylist([{k: r.get(k) for k in schema.names} for r in rows], schema=schema)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)  # readers (and a resumed run) never see a half-written shard
+    atomic_write_table(path, pa.Table.from_pylist([{k: r.get(k) for k in schema.names} for r in rows], schema=schema))
 
 
 def _write_json_atomic(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str))
 
 
 def load_manifest(out: Path, fp: str, n_shards: int) -> dict:
@@ -294,8 +290,8 @@ def load_manifest(out: Path, fp: str, n_shards: int) -> dict:
     if path.is_file():
         m = json.loads(path.read_text())
         if m.get("fingerprint") != fp:
-            raise ConfigError(f"config key `output.dir`: {out} holds a run over a different input or model "
-                              f"(fingerprint {m.get('fingerprint')} != {fp}); use a new output.dir")
+            raise ConfigError(f"config key `out`: {out} holds a run over a different input or model "
+                              f"(fingerprint {m.get('fingerprint')} != {fp}); use a new `out`")
         return m
     return {"version": MANIFEST_VERSION, "fingerprint": fp, "n_shards": n_shards, "scored": {}}
 
@@ -327,12 +323,14 @@ def run_scoring(cfg: FilterConfig, shards: list[dict], out: Path, manifest: dict
     sc = cfg.scoring
     ds = ray.data.from_items(pending, override_num_blocks=len(pending))
     ds = ds.flat_map(extract_shard, fn_kwargs={"fmt": cfg.input.format, "default_source": cfg.input.source,
-                                               "render_with": "" if sc.backend == "serve" else sc.model_path})
+                                               "render_with": "" if sc.backend == "serve" else cfg.model.path})
     remote = sc.backend == "serve"
+    pool = cfg.actors
     ds = ds.map_batches(
-        ScoreUnits, fn_constructor_kwargs={"scoring": to_dict(sc)}, batch_size=sc.batch_size, batch_format="pyarrow",
-        compute=ray.data.ActorPoolStrategy(size=sc.serve_concurrency if remote else sc.num_actors),
-        num_cpus=0.1 if remote else sc.num_cpus_per_actor, num_gpus=0 if remote else sc.num_gpus_per_actor,
+        ScoreUnits, fn_constructor_kwargs={"model": to_dict(cfg.model), "scoring": to_dict(sc)},
+        batch_size=pool.batch_size, batch_format="pyarrow",
+        compute=ray.data.ActorPoolStrategy(size=sc.serve_concurrency if remote else pool.num_actors),
+        num_cpus=0.1 if remote else pool.num_cpus_per_actor, num_gpus=0 if remote else pool.num_gpus_per_actor,
         # a crashed scoring actor is restarted and its batch resubmitted (rows are keyed by unit
         # id and collected per shard, so a retried batch neither duplicates nor loses a unit)
         max_restarts=-1, max_task_retries=-1)
@@ -430,17 +428,11 @@ def build_stats(shards: list[dict], manifest: dict, split: dict) -> dict:
 
 def run(cfg: FilterConfig, progress=None) -> dict:
     """The whole job (Ray must be initialised by the caller or is started locally)."""
-    import ray
-
-    out = Path(cfg.output.dir)
+    out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     shards = plan_shards(cfg.input.path, cfg.input.shard_rows, cfg.input.limit)
     manifest = load_manifest(out, fingerprint(cfg, shards), len(shards))
-    if not ray.is_initialized():
-        kw = {"address": cfg.ray_address} if cfg.ray_address else {}
-        if cfg.ray_num_cpus and not cfg.ray_address:
-            kw["num_cpus"] = cfg.ray_num_cpus
-        ray.init(**kw)
+    ray_init(cfg.ray, dashboard=None)
     t0 = time.time()
     run_scoring(cfg, shards, out, manifest, progress)
     t_score = time.time() - t0
@@ -456,14 +448,13 @@ def run(cfg: FilterConfig, progress=None) -> dict:
 
 
 def main(argv: list[str] | None = None, prog: str = "fcrm filter") -> int:
-    parser = config_arg_parser(prog, "Score every tool-call turn of an SFT corpus and keep the best")
-    args = parser.parse_args(argv)
-    cfg = load_config(FilterConfig, args.config, args.overrides)
+    parser = config_arg_parser(prog, "Score every tool-call turn of an SFT corpus and keep the best", out=True)
+    cfg, _ = parse_config_args(FilterConfig, argv, prog, parser=parser)
     if cfg.scoring.backend == "actor":
         from fcrm_ray.config import require_path
 
-        if not cfg.scoring.model_path.startswith("pkg:"):
-            require_path(cfg.scoring.model_path, "scoring.model_path", "dir")
+        if not cfg.model.path.startswith("pkg:"):
+            require_path(cfg.model.path, "model.path", "dir")
     if not Path(cfg.input.path).exists():
         raise ConfigError(f"config key `input.path`: path does not exist: {cfg.input.path}")
     stats = run(cfg, progress=lambda done, total: print(f"scored shards {done}/{total}", flush=True))
