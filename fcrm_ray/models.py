@@ -209,6 +209,36 @@ def keep_head_fp32(model) -> None:
             return
 
 
+def causal_blocker(model: Any) -> str | None:
+    """Why `model` is not a causal-LM sequence classifier (None if it is): what both prompt-sharing
+    paths need (the scorer's prefix cache, the trainer's packed pairs)."""
+    import inspect
+
+    import torch
+
+    cfg = getattr(model, "config", None)
+    if cfg is None or getattr(cfg, "is_encoder_decoder", False):
+        return "not a decoder-only model"
+    base = getattr(model, getattr(model, "base_model_prefix", ""), None)
+    if base is None or not isinstance(getattr(model, "score", None), torch.nn.Linear):
+        # BERT-style classifiers pool [CLS] over a bidirectional encoder: no prompt-only state
+        return "not a causal-LM sequence classifier (no `score` head over a base model)"
+    if "past_key_values" not in inspect.signature(base.forward).parameters:
+        return "base model is not a causal LM (takes no past_key_values)"
+    return None
+
+
+def attention_mask_4d(allowed, model: Any):
+    """The custom mask as the model's attention takes it: booleans for SDPA, additive floats
+    (0 / dtype min) for eager attention. transformers passes a 4D mask through unchanged."""
+    import torch
+
+    if getattr(model.config, "_attn_implementation", "sdpa") == "sdpa":
+        return allowed
+    dtype = next(model.parameters()).dtype
+    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed, torch.finfo(dtype).min)
+
+
 def forward_rewards(model: Any, input_ids: Any, attention_mask: Any):
     """Scalar reward per row: tensor[batch] (float32)."""
     out = model(input_ids=input_ids, attention_mask=attention_mask)

@@ -218,12 +218,9 @@ def _free_port() -> int:
 
 def run_serve_check(cfg: PipelineConfig, lay: Layout, cmd: list[str], log: Path) -> dict:
     """Start `fcrm serve` on a free loopback port, wait until `/healthz` answers, score one BFCL
-    example's correct call and a verified mutation of it over HTTP, then stop the service."""
-    import random
-
-    from fcrm_ray.data.sources import read_bfcl
-    from fcrm_ray.serve.client import RewardClient
-    from fcrm_ray.toolcall.mutate import mutate_all
+    example's correct call and verified mutations of it over HTTP (`serve/smoke.py`), then stop
+    the service."""
+    from fcrm_ray.serve import smoke
 
     port = _free_port()
     cmd = cmd + [f"port={port}", "host=127.0.0.1"]
@@ -234,34 +231,10 @@ def run_serve_check(cfg: PipelineConfig, lay: Layout, cmd: list[str], log: Path)
     proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        client = RewardClient(url, retries=0, timeout=10)
-        deadline = time.monotonic() + cfg.serve.startup_timeout_s
-        while True:
-            if proc.poll() is not None:
-                raise StageFailed("serve", proc.returncode or 1, log)
-            try:
-                client.healthz()
-                break
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise StageFailed("serve", 124, log) from None
-                time.sleep(1.0)
-        ex = next(iter(read_bfcl(["live_simple"])))
-        good = json.dumps([r.canonical_call().to_dict() for r in ex.reference])
-        wrong = [m for m in mutate_all(ex, random.Random(0)) if m.calls][:3]
-        candidates = [good] + [m.text for m in wrong]
-        t0 = time.perf_counter()
-        with RewardClient(url, retries=2, timeout=60) as rc:
-            resp = rc.rewards([t.to_dict() for t in ex.tools], ex.conversation, candidates,
-                              reference=[r.to_bfcl() for r in ex.reference])
-            models = rc.models()
-        latency = time.perf_counter() - t0
-        rewards = resp["rewards"]
-        result = {"url": url, "example_id": ex.id, "latency_s": round(latency, 3),
-                  "candidates": [{"label": "correct" if i == 0 else wrong[i - 1].error_type, "reward": r}
-                                 for i, r in enumerate(rewards)],
-                  "correct_ranked_first": bool(rewards) and rewards[0] == max(rewards),
-                  "models": models}
+        if not smoke.wait_healthy(url, cfg.serve.startup_timeout_s, alive=lambda: proc.poll() is None):
+            exited = proc.poll() is not None
+            raise StageFailed("serve", (proc.returncode or 1) if exited else 124, log)
+        result = smoke.check(url)
         (lay.serve / "check.json").write_text(json.dumps(result, indent=2))
         return result
     finally:

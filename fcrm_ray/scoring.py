@@ -26,19 +26,31 @@ reuse. A causal LM's prompt states depend only on the prompt, which is what make
 a linear `score` over a causal backbone that takes `past_key_values`, and only after a probe at load
 time confirmed that the fast path reproduces the model's own full-sequence forward.
 
-`RewardScoringActor` wraps one scorer for Ray Data `map_batches` with an actor pool; Ray is
-imported lazily so this module stays importable (and usable in-process) without a Ray cluster.
+`RewardScoringActor` wraps one scorer for Ray Data `map_batches` with an actor pool.
+
+torch (as in `models.py`) and Ray Data are imported inside the functions that use them: Serve's
+ingress replicas and the filter's workers import this module without running a model, and
+`fcrm eval bon` and Serve's model replicas score in-process without Ray Data (measured 2026-12-02:
+importing `serve.app` takes ~1.0 s / 185 MB, ~2.2 s / 362 MB with torch at module level here).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from collections import Counter
+from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
+import numpy as np
+from omegaconf import OmegaConf
+from tqdm import tqdm
+
 from fcrm_ray.hardware import resolve_autocast, set_torch_threads
-from fcrm_ray.models import keep_head_fp32, load_reward_model, special_wrap
+from fcrm_ray.models import attention_mask_4d, causal_blocker, keep_head_fp32, load_reward_model, special_wrap
+from fcrm_ray.paths import resolve_model_path
+from fcrm_ray.toolcall.render import render
 from fcrm_ray.toolcall.schema import SchemaError
 
 log = logging.getLogger(__name__)
@@ -108,7 +120,7 @@ class RewardScorer:
             log.info("max_length %d > the model's %d positions; using %d", self.max_length, limit, limit)
             self.max_length = limit
         self.pad_id = int(self.tokenizer.pad_token_id)
-        import torch
+        import torch  # local: see the module docstring
 
         log.info("scorer %s: max_length %d, %s (%s), %d torch threads", self.model_path, self.max_length,
                  "bf16 autocast" if self.autocast == "bf16" else dtype, self.autocast_reason, torch.get_num_threads())
@@ -122,9 +134,7 @@ class RewardScorer:
 
     def _inference(self):
         """No-grad forward context, under bf16 autocast when `autocast` resolved to bf16."""
-        import contextlib
-
-        import torch
+        import torch  # local: see the module docstring
 
         stack = contextlib.ExitStack()
         stack.enter_context(torch.inference_mode())
@@ -216,8 +226,6 @@ class RewardScorer:
     def score_ids(self, seqs: Sequence[list[int] | None]) -> list[float]:
         """Rewards of whole token sequences (None -> NaN) with the model's own forward; sorted by
         length so each batch is padded only to its own longest row."""
-        import torch
-
         out = [NAN] * len(seqs)
         order = sorted((i for i, s in enumerate(seqs) if s is not None), key=lambda i: len(seqs[i]))
         bar = _progress(len(order), "scoring sequences")
@@ -246,7 +254,7 @@ class RewardScorer:
         return out
 
     def _pad(self, rows: Sequence[list[int]], side: str | None = None):
-        import torch
+        import torch  # local: see the module docstring
 
         side = side or self.padding_side
         width = max(len(r) for r in rows)
@@ -263,8 +271,6 @@ class RewardScorer:
     def _render_group(self, tools: Any, conversation: Any, candidates: Sequence[Any]):
         """Render candidates of one context; candidates whose rendered prompts differ (a template
         that splits at a common prefix) go to separate text groups. Returns (groups, where)."""
-        from fcrm_ray.toolcall.render import render
-
         by_prompt: dict[str, list[str]] = {}
         where_prompt = []
         for cand in candidates:
@@ -334,7 +340,7 @@ class RewardScorer:
         mode "batched": the cache is expanded to one row per suffix and the suffixes run as a
         padded batch (right or left, `padding_side`) with a 2D mask; for attention backends that
         take no custom 4D mask (flash-attention)."""
-        import torch
+        import torch  # local: see the module docstring
 
         mode = mode or self.prefix_mode or "batched"
         if mode not in PREFIX_MODES:
@@ -361,7 +367,7 @@ class RewardScorer:
         return out
 
     def _cache(self, kv, n: int):
-        from transformers import DynamicCache
+        from transformers import DynamicCache  # local, like torch (transformers loads it)
 
         # expand() is a view; the cache materialises it once when the new keys are appended
         return DynamicCache([(k.expand(n, -1, -1, -1), v.expand(n, -1, -1, -1)) for k, v in kv],
@@ -371,7 +377,7 @@ class RewardScorer:
         return self.model.score(hidden_rows).reshape(hidden_rows.shape[0], -1)[:, 0].float().tolist()
 
     def _run_packed(self, base, kv, P: int, suffixes: Sequence[list[int]]) -> list[float]:
-        import torch
+        import torch  # local: see the module docstring
 
         lens = torch.tensor([len(s) for s in suffixes])
         seg = torch.repeat_interleave(torch.arange(len(suffixes)), lens)   # which suffix each token is
@@ -379,25 +385,15 @@ class RewardScorer:
         own = (seg[:, None] == seg[None, :]) & (pos[:, None] >= pos[None, :])
         allowed = torch.cat([torch.ones((len(seg), P), dtype=torch.bool), own], dim=1)[None, None]
         ids = torch.tensor([[t for s in suffixes for t in s]], device=self.device)
-        hidden = base(input_ids=ids, attention_mask=self._mask4d(allowed), position_ids=(P + pos)[None].to(self.device),
+        hidden = base(input_ids=ids, attention_mask=attention_mask_4d(allowed.to(self.device), self.model), position_ids=(P + pos)[None].to(self.device),
                       past_key_values=self._cache(kv, 1), use_cache=True).last_hidden_state[0]
         starts = (lens.cumsum(0) - lens).tolist()
         last = [st + self._reward_pos(s) for st, s in zip(starts, suffixes)]
         self.stats["tokens_run"] += len(seg)
         return self._head(hidden[torch.tensor(last, device=hidden.device)])
 
-    def _mask4d(self, allowed):
-        """A custom 4D mask is used as given: booleans for SDPA, additive floats for eager attention."""
-        import torch
-
-        if getattr(self.model.config, "_attn_implementation", "sdpa") == "sdpa":
-            return allowed.to(self.device)
-        dtype = self.model.dtype
-        mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)
-        return mask.to(self.device)
-
     def _run_batched(self, base, kv, P: int, suffixes: Sequence[list[int]]) -> list[float]:
-        import torch
+        import torch  # local: see the module docstring
 
         n = len(suffixes)
         ids, smask = self._pad(suffixes)
@@ -426,7 +422,7 @@ class RewardScorer:
             raise ValueError(f"prefix_mode must be 'auto' or one of {PREFIX_MODES}, got {mode!r}")
         if setting is False:
             return False, None
-        why_not = self._structural_blocker()
+        why_not = causal_blocker(self.model)
         if why_not is None:
             for candidate in (PREFIX_MODES if mode == "auto" else (mode,)):
                 why_not = self._probe(candidate)
@@ -436,23 +432,6 @@ class RewardScorer:
             raise ValueError(f"shared_prefix=true is not possible for {self.model_path}: {why_not}")
         log.info("shared-prefix scoring off for %s: %s", self.model_path, why_not)
         return False, None
-
-    def _structural_blocker(self) -> str | None:
-        """Why this model cannot reuse a prefix cache (None if it looks like it can)."""
-        import inspect
-
-        import torch
-
-        cfg = self.model.config
-        if getattr(cfg, "is_encoder_decoder", False):
-            return "encoder-decoder model"
-        base = getattr(self.model, getattr(self.model, "base_model_prefix", ""), None)
-        if base is None or not isinstance(getattr(self.model, "score", None), torch.nn.Linear):
-            # Encoders (BERT: `classifier` over the pooled [CLS]) read the whole bidirectional sequence.
-            return "not a causal-LM sequence classifier (no `score` head over a base model)"
-        if "past_key_values" not in inspect.signature(base.forward).parameters:
-            return "base model takes no past_key_values"
-        return None
 
     def _probe(self, mode: str) -> str | None:
         """Score a tiny fixed group both ways; a mode is only used if the two agree."""
@@ -483,22 +462,14 @@ def _progress(total: int, desc: str):
     run is not taken for a hung one; None for short calls (a Serve batch, a unit test)."""
     if total < PROGRESS_MIN_ROWS:
         return None
-    from tqdm import tqdm
-
     return tqdm(total=total, desc=desc, unit="seq", mininterval=5.0, dynamic_ncols=True)
 
 
 def trained_max_length(model_path: str) -> int | None:
     """`data.max_length` from the model folder's `train_config.yaml` (written by `fcrm train`)."""
-    from pathlib import Path
-
-    from fcrm_ray.paths import resolve_model_path
-
     f = Path(resolve_model_path(str(model_path))) / "train_config.yaml"
     if not f.is_file():
         return None
-    from omegaconf import OmegaConf
-
     try:
         value = OmegaConf.select(OmegaConf.load(f), "data.max_length")
     except Exception as e:  # a damaged file must not stop scoring; say so
@@ -572,8 +543,6 @@ class RewardScoringActor:
         self.scorer = RewardScorer(model_path, **scorer_kwargs)
 
     def __call__(self, batch: Any) -> Any:
-        import numpy as np
-
         for col in ("prompt", "completion"):
             if col not in batch:
                 raise KeyError(f"RewardScoringActor: batch has no `{col}` column (columns: {list(batch.keys())})")
@@ -601,7 +570,7 @@ def score_dataset(ds: Any, model_path: str, scorer: Any, pool: Any, batch_format
     `common.scorer.ScorerConfig` (the model's settings), `pool` a `common.ray_cluster.ActorPoolConfig`
     (actors, their CPUs/GPUs, rows per batch). Sort/group rows by prompt upstream to share more
     prefixes."""
-    import ray.data
+    import ray.data  # local: see the module docstring
 
     return ds.map_batches(RewardScoringActor, fn_constructor_kwargs={"model_path": model_path, **scorer.scorer_kwargs()},
                           batch_size=pool.batch_size, batch_format=batch_format,

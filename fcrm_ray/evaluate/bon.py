@@ -39,16 +39,26 @@ import json
 import math
 import random
 import sys
+from itertools import islice
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
+
+from tqdm import tqdm
 
 from fcrm_ray.config import ConfigError, config_arg_parser, load_config, to_dict
 from fcrm_ray.data.pairs import iter_raw_rows, stable_hash
 from fcrm_ray.data.quarantine import Quarantine
+from fcrm_ray.data.sources import read_bfcl
 from fcrm_ray.evaluate import metrics as M
 from fcrm_ray.evaluate.config import BonConfig, PoolsConfig
 from fcrm_ray.evaluate.report import fmt_acc, md_table, model_name, save_lines
+from fcrm_ray.generate.stages import render_generation_prompt
+from fcrm_ray.models import RewardModelError, check_reward_model_dir
+from fcrm_ray.paths import resolve_model_path
+from fcrm_ray.scoring import RewardScorer
+from fcrm_ray.toolcall.mutate import chosen_variants, mutate
 from fcrm_ray.toolcall.schema import ERROR_TYPES, Example, SchemaError, normalize_tools, reference_from_bfcl
+from fcrm_ray.toolcall.verify import canonical_key, verify
 from fcrm_ray.vllm_engine import build_llm, engine_kwargs, sampling_params
 
 # FC-RewardBench error-type counts (paper-notes.md), the mix of wrong candidates in mutation pools.
@@ -116,8 +126,6 @@ def read_pools(path: str | Path, quarantine: Quarantine) -> tuple[list[dict], in
 
 def judge_pool(pool: Mapping) -> tuple[list[bool], list[str | None], list[str]]:
     """(correct, error_type, canonical key) per candidate."""
-    from fcrm_ray.toolcall.verify import canonical_key, verify
-
     correct, errors, keys = [], [], []
     for c in pool["candidates"]:
         v = verify(c, pool["reference"], pool["tools"])
@@ -129,8 +137,6 @@ def judge_pool(pool: Mapping) -> tuple[list[bool], list[str | None], list[str]]:
 
 def score_pools(pools: Sequence[Mapping], scorer: Any) -> list[list[float]]:
     """Rewards per pool: one `score_groups` call per pool, so the pool's prompt is shared."""
-    from tqdm import tqdm
-
     out = []
     for p in tqdm(pools, desc="scoring pools", unit="pool", mininterval=5.0, disable=len(pools) < 20):
         tools = [t.to_dict() for t in p["tools"]]
@@ -215,8 +221,6 @@ def run_eval(cfg: BonConfig) -> dict:
         if not pools:
             raise ConfigError(f"config key `candidates`: no usable pool in {cfg.candidates} "
                               f"({n_read} rows read, quarantined: {dict(q.counts)})")
-        from fcrm_ray.scoring import RewardScorer
-
         scorer = RewardScorer(model_path, **cfg.model.scorer_kwargs())
         rewards = score_pools(pools, scorer)
         curve, records = evaluate_pools(pools, rewards, cfg.ns, n_boot=cfg.n_boot, seed=cfg.seed,
@@ -244,9 +248,6 @@ def run_eval(cfg: BonConfig) -> dict:
 
 
 def _check_model(model: str) -> str:
-    from fcrm_ray.models import RewardModelError, check_reward_model_dir
-    from fcrm_ray.paths import resolve_model_path
-
     if not model:
         raise ConfigError("config key `model.path` is required (--model PATH)")
     path = resolve_model_path(model)
@@ -266,10 +267,6 @@ def _check_model(model: str) -> str:
 
 def bfcl_examples(p: PoolsConfig, quarantine: Quarantine) -> list[Example]:
     """Up to `max_examples` examples spread evenly over `categories` (the first ones of each file)."""
-    from itertools import islice
-
-    from fcrm_ray.data.sources import read_bfcl
-
     per_cat = math.ceil(p.max_examples / len(p.categories)) if p.max_examples else None
     out: list[Example] = []
     for cat in p.categories:
@@ -280,8 +277,6 @@ def bfcl_examples(p: PoolsConfig, quarantine: Quarantine) -> list[Example]:
 def mutation_pool(example: Example, size: int, correct_fraction: float, rng: random.Random) -> list[str]:
     """`size` candidates: each slot correct with P = correct_fraction, shuffled. Slots an example
     cannot fill (no variant / no mutation of the drawn type) are filled from the other side."""
-    from fcrm_ray.toolcall.mutate import chosen_variants, mutate
-
     n_ok = sum(rng.random() < correct_fraction for _ in range(size))
     right = chosen_variants(example, rng, n_ok) if n_ok else []
     types = rng.choices(list(ERROR_WEIGHTS), weights=list(ERROR_WEIGHTS.values()), k=size - len(right))
@@ -301,6 +296,7 @@ def mutation_pool(example: Example, size: int, correct_fraction: float, rng: ran
 
 def hf_pools(examples: Sequence[Example], p: PoolsConfig, work_dir: Path) -> list[list[str]]:
     """`pool_size` samples per example from a causal LM (the generation developer's HF backend)."""
+    # local: generate.backends imports Ray Data, which `fcrm eval bon` (in-process) otherwise never loads
     from fcrm_ray.generate.backends import HFGenerator, resolve_generator_model
 
     cfg = {"tag": "bon", "model": resolve_generator_model(p.model, work_dir), "device": p.device, "dtype": p.dtype,
@@ -314,8 +310,6 @@ def hf_pools(examples: Sequence[Example], p: PoolsConfig, work_dir: Path) -> lis
 
 def vllm_pools(examples: Sequence[Example], p: PoolsConfig) -> list[list[str]]:
     """`pool_size` samples per example from vLLM. GPU only: vLLM is imported when the engine is built."""
-    from fcrm_ray.generate.stages import render_generation_prompt
-
     llm = build_llm(p.model, engine_kwargs(tensor_parallel_size=p.tensor_parallel_size, max_model_len=p.max_model_len,
                                            seed=p.seed),
                     config_key="pools.backend", what="vllm")

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from fcrm_ray.config import ConfigError, config_arg_parser, load_config, to_dict
+from fcrm_ray.data.bfcl_results import model_family
 from fcrm_ray.data.pairs import read_pairs, stable_hash
 from fcrm_ray.data.quarantine import Quarantine
 from fcrm_ray.evaluate import metrics as M
@@ -45,6 +46,8 @@ from fcrm_ray.evaluate.config import PairwiseConfig
 from fcrm_ray.evaluate.report import (json_default, model_name, pairwise_summary_markdown, save_group_bars,
                                       write_pairwise_outputs)
 from fcrm_ray.evaluate.scorers import score_rows
+from fcrm_ray.models import RewardModelError, check_reward_model_dir
+from fcrm_ray.paths import resolve_model_path
 
 # ----------------------------------------------------------------------------------------------
 # Inputs
@@ -54,8 +57,6 @@ from fcrm_ray.evaluate.scorers import score_rows
 def check_models(cfg: PairwiseConfig) -> list[str]:
     """Resolved paths of `model.path` and `compare`; every RM is checked to be a SeqCls RM before
     anything is scored."""
-    from fcrm_ray.paths import resolve_model_path
-
     if not cfg.model.path:
         raise ConfigError("config key `model.path` is required (--model PATH, repeatable)")
     paths = []
@@ -64,8 +65,6 @@ def check_models(cfg: PairwiseConfig) -> list[str]:
         if "://" not in p and not Path(p).exists():
             raise ConfigError(f"config key `{key}`: path does not exist: {m}")
         if cfg.scorer == "rm":
-            from fcrm_ray.models import RewardModelError, check_reward_model_dir
-
             try:
                 check_reward_model_dir(p)
             except RewardModelError as e:
@@ -117,8 +116,6 @@ def evaluate_model(rows: Sequence[Mapping], model_path: str, cfg: PairwiseConfig
     chosen, rejected, stats = score_rows(rows, model_path, cfg, quarantine)
     m = M.pairwise_metrics(rows, chosen, rejected, n_boot=cfg.n_boot, seed=cfg.seed)
     # per model family of the rejected side (`bfcl:<model>` generators of real outputs; `mutation`)
-    from fcrm_ray.data.bfcl_results import model_family
-
     m["per_model_family"] = M.group_breakdown(M.pair_outcomes(chosen, rejected),
                                               [model_family(str(r.get("generator") or "")) for r in rows],
                                               cfg.n_boot, cfg.seed)

@@ -16,6 +16,7 @@ and a pairwise run's artifacts are written here too, next to `pairwise_sections`
 
 from __future__ import annotations
 
+import argparse
 import base64
 import html
 import json
@@ -26,6 +27,10 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from fcrm_ray.evaluate import metrics as M
 
@@ -53,6 +58,8 @@ def md_table(headers: Sequence[Any], rows: Sequence[Sequence[Any]]) -> str:
 
 
 def _plt():
+    # local: Agg is chosen only when a chart is drawn (importing this module leaves the process's
+    # backend alone), and pyplot must be imported after it
     import matplotlib
 
     matplotlib.use("Agg")
@@ -66,8 +73,6 @@ def save_group_bars(series: Mapping[str, Mapping[str, Mapping]], path: Path, tit
     """Grouped bar chart: groups on the x axis, one bar per series (model), bootstrap 95% CI as
     error bars. `series`: {model: {group: {accuracy, ci95, n}}}. Only the `max_groups` largest
     groups are drawn (e.g. dozens of generators); the tables keep all of them."""
-    import numpy as np
-
     plt = _plt()
     groups: list[str] = []
     for s in series.values():
@@ -148,9 +153,6 @@ def json_default(x: Any) -> Any:
 
 
 def write_pairwise_scores(path: Path, rows: Sequence[Mapping], chosen: Sequence[float], rejected: Sequence[float]) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     recs = [{"id": r["id"], "example_id": r.get("example_id", ""), "source": r.get("source", ""),
              "error_type": r.get("error_type", ""), "category": r.get("category", ""), "generator": r.get("generator", ""),
              "chosen_reward": None if c is None or math.isnan(c) else float(c),
@@ -528,8 +530,6 @@ def build_report(paths: Sequence[str | Path], out: str | Path, title: str = "fcr
 
 
 def main(argv: list[str] | None = None, prog: str = "fcrm report") -> int:
-    import argparse
-
     p = argparse.ArgumentParser(prog=prog, description="HTML/Markdown report over eval and training runs.")
     p.add_argument("runs", nargs="+", help="run folders (pairwise / bon / robustness / training), or folders of them")
     p.add_argument("--out", required=True, help="report folder (report.html, report.md, img/)")

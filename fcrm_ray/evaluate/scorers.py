@@ -18,6 +18,7 @@ from fcrm_ray.common.ray_cluster import ray_init
 from fcrm_ray.evaluate.judge import score_judge
 from fcrm_ray.models import load_tokenizer
 from fcrm_ray.scoring import RewardScorer, score_dataset, score_pairs
+from fcrm_ray.toolcall.render import render
 
 
 def score_rows(rows: Sequence[Mapping], model_path: str, cfg, quarantine=None) -> tuple[list, list, dict]:
@@ -39,8 +40,6 @@ def score_local(rows: Sequence[Mapping], model_path: str, cfg, quarantine=None) 
 def render_batch(batch: dict, model_path: str, trust_remote_code: bool = False) -> dict:
     """Ray Data task: pair-side rows (tools, conversation, candidate) -> prompt/completion texts.
     A row that cannot be rendered gets `render_error` and empty texts (scored NaN downstream)."""
-    from fcrm_ray.toolcall.render import render
-
     tok = load_tokenizer(model_path, trust_remote_code)
     prompts, completions, errors = [], [], []
     for tools, conv, cand in zip(batch["tools"], batch["conversation"], batch["candidate"]):

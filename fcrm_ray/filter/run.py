@@ -43,16 +43,22 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any, Iterator
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+import ray
+
 from fcrm_ray.common.atomic import atomic_write_table, atomic_write_text
 from fcrm_ray.common.ray_cluster import ray_init
 from fcrm_ray.common.scorer import ScorerConfig
-from fcrm_ray.config import ConfigError, config_arg_parser, from_dict, parse_config_args, to_dict
+from fcrm_ray.config import ConfigError, config_arg_parser, from_dict, parse_config_args, require_path, to_dict
 from fcrm_ray.data.pairs import stable_hash
 from fcrm_ray.filter.config import FilterConfig, ScoringConfig
 from fcrm_ray.filter.extract import UNIT_COLUMNS, extract_row
 from fcrm_ray.filter.policy import QuantileSketch, fit_policy, needs_distribution
 from fcrm_ray.models import load_tokenizer
-from fcrm_ray.scoring import finite_or_none
+from fcrm_ray.scoring import RewardScoringActor, finite_or_none
+from fcrm_ray.serve.client import RewardClient
+from fcrm_ray.toolcall.render import render
 from fcrm_ray.toolcall.schema import SchemaError
 
 # Every record flowing through the Ray Data pipeline has these columns (one schema for all blocks).
@@ -77,8 +83,6 @@ def input_files(path: str) -> list[Path]:
 
 def _count_rows(f: Path) -> int:
     if f.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
         return pq.ParquetFile(f).metadata.num_rows
     with open(f, "rb") as fh:
         return sum(1 for line in fh if line.strip())
@@ -105,8 +109,6 @@ def read_shard(shard: dict) -> Iterator[tuple[int, Any]]:
     the raw string (quarantined as bad_json). Reads batch by batch, never the whole file."""
     f, start, stop = Path(shard["file"]), shard["start"], shard["stop"]
     if f.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
         pf = pq.ParquetFile(f)
         offset = 0
         for rg in range(pf.num_row_groups):
@@ -159,8 +161,6 @@ def extract_shard(shard: dict, fmt: str = "auto", default_source: str = "", rend
             units, bad = extract_row(row, fmt, default_source, row_id=rid, index=i)
         for u in units:
             if tok is not None:
-                from fcrm_ray.toolcall.render import render
-
                 try:
                     r = render(tok, u["tools"], u["conversation"], u["candidate"])
                     u["prompt"], u["completion"] = r.prompt, r.completion
@@ -196,10 +196,9 @@ class UnitScorer:
         c = self.cfg
         self._client = self._handle = None
         if c.serve_url:
-            from fcrm_ray.serve.client import RewardClient
-
             self._client = RewardClient(c.serve_url, token=os.environ.get(c.serve_token_env) or None)
         else:
+            # local: only this path uses Ray Serve, and every filter worker imports this module
             from ray import serve
 
             name = c.serve_model or "fcrm-rm"
@@ -240,8 +239,6 @@ class ScoreUnits:
         c = from_dict(ScoringConfig, scoring)
         self.actor = self.remote = None
         if c.backend == "actor":
-            from fcrm_ray.scoring import RewardScoringActor
-
             m = from_dict(ScorerConfig, model)
             self.actor = RewardScoringActor(m.path, **m.scorer_kwargs())
         else:
@@ -250,8 +247,6 @@ class ScoreUnits:
     def __call__(self, batch):
         # Arrow in, Arrow out: only kind/prompt/completion (or the unit columns for serve) are read
         # into Python; the wide JSON columns pass through without conversion.
-        import pyarrow as pa
-
         kinds = batch.column("kind").to_pylist()
         idx = [i for i, k in enumerate(kinds) if k == "unit"]
         rewards: list[float | None] = [None] * len(kinds)
@@ -272,8 +267,6 @@ class ScoreUnits:
 # --- output: atomic files and the manifest --------------------------------------------------------
 
 def _write_parquet_atomic(rows: list[dict], columns: tuple, path: Path, reward: bool = False) -> None:
-    import pyarrow as pa
-
     fields = [(c, pa.int64() if c == "turn" else pa.string()) for c in columns]
     if reward:
         fields.append(("reward", pa.float64()))
@@ -315,8 +308,6 @@ def _finish_shard(out: Path, shard: str, records: list[dict], manifest: dict) ->
 
 def run_scoring(cfg: FilterConfig, shards: list[dict], out: Path, manifest: dict, progress=None) -> None:
     """Phase 2 over the shards not yet in the manifest."""
-    import ray
-
     pending = [s for s in shards if s["shard"] not in manifest["scored"]]
     if not pending:
         return
@@ -356,8 +347,6 @@ def run_scoring(cfg: FilterConfig, shards: list[dict], out: Path, manifest: dict
 # --- phase 3 + 4: policy and report ----------------------------------------------------------------
 
 def apply_policy(cfg: FilterConfig, shards: list[dict], out: Path, manifest: dict) -> dict:
-    import pyarrow.parquet as pq
-
     pol = cfg.policy
     sketches: dict[str, QuantileSketch] = {}
     if needs_distribution(pol.kind) or cfg.output.histogram:
@@ -384,6 +373,8 @@ def apply_policy(cfg: FilterConfig, shards: list[dict], out: Path, manifest: dic
 
 
 def _histogram(sketch: QuantileSketch, policy, path: Path) -> None:
+    # local: Agg is chosen only when a chart is drawn (importing this module leaves the process's
+    # backend alone), and pyplot must be imported after it
     import matplotlib
 
     matplotlib.use("Agg")
@@ -451,8 +442,6 @@ def main(argv: list[str] | None = None, prog: str = "fcrm filter") -> int:
     parser = config_arg_parser(prog, "Score every tool-call turn of an SFT corpus and keep the best", out=True)
     cfg, _ = parse_config_args(FilterConfig, argv, prog, parser=parser)
     if cfg.scoring.backend == "actor":
-        from fcrm_ray.config import require_path
-
         if not cfg.model.path.startswith("pkg:"):
             require_path(cfg.model.path, "model.path", "dir")
     if not Path(cfg.input.path).exists():

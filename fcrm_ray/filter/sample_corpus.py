@@ -15,7 +15,13 @@ import random
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from fcrm_ray.data.splits import SplitConfig
+import pyarrow.parquet as pq
+
+from fcrm_ray.config import ConfigError
+from fcrm_ray.data.sources import read_bfcl
+from fcrm_ray.data.splits import SplitConfig, assign_split, unit_hash
+from fcrm_ray.paths import BFCL_SINGLE_TURN
+from fcrm_ray.toolcall.mutate import mutate_all
 from fcrm_ray.toolcall.schema import Example, ToolCall
 
 FORMATS = ("openai", "xlam", "sharegpt")
@@ -49,8 +55,6 @@ def labelled_rows(examples: Iterable[Example], seed: int = 0, wrong_per_example:
                   ) -> Iterator[tuple[dict, str]]:
     """(row, label) pairs: label `correct` or the error type of the mutation the row carries.
     Formats rotate over rows so every format gets correct and wrong calls."""
-    from fcrm_ray.toolcall.mutate import mutate_all
-
     rng = random.Random(seed)
     k = 0
     for ex in examples:
@@ -84,8 +88,6 @@ def write_sample_corpus(out_dir: str | Path, examples: Iterable[Example], seed: 
 def filter_precision(filter_dir: str | Path, labels_path: str | Path) -> dict:
     """How a finished `fcrm filter` run treated the labelled rows: kept/dropped counts of correct
     and wrong rows, the kept set's precision (share correct) vs the corpus base rate."""
-    import pyarrow.parquet as pq
-
     labels = {}
     with open(labels_path) as fh:
         for line in fh:
@@ -107,8 +109,6 @@ def filter_precision(filter_dir: str | Path, labels_path: str | Path) -> dict:
 def bfcl_sample(categories: Iterable[str], n_examples: int, data_dir: str | None = None) -> list[Example]:
     """The first `n_examples` examples spread evenly over `categories` (deterministic). Mind the
     split: for a corpus scored by a trained RM use `heldout_sample`, which keeps to the test split."""
-    from fcrm_ray.data.sources import read_bfcl
-
     categories = list(categories)
     per = max(1, -(-n_examples // len(categories)))
     return [ex for c in categories for ex in itertools.islice(read_bfcl([c], data_dir=data_dir), per)][:n_examples]
@@ -121,11 +121,6 @@ def heldout_sample(n_examples: int, splits: SplitConfig | None = None, categorie
     own training examples. Drawn evenly over the categories that hold test examples (`categories`,
     default all single-turn ones), each in a seeded hash order of example ids: deterministic, and
     independent of file order. Fewer when the test split holds fewer (the caller records it)."""
-    from fcrm_ray.config import ConfigError
-    from fcrm_ray.data.sources import read_bfcl
-    from fcrm_ray.data.splits import assign_split, unit_hash
-    from fcrm_ray.paths import BFCL_SINGLE_TURN
-
     splits = splits or SplitConfig()
     categories = list(categories) or list(BFCL_SINGLE_TURN)
     by_cat: dict[str, list[Example]] = {}

@@ -26,11 +26,17 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 from pathlib import Path
 from typing import Any, Callable
 
+import pyarrow as pa
+import ray.data
+
 from fcrm_ray.generate.config import TINY_MODEL, GeneratorConfig
-from fcrm_ray.generate.stages import example_seed, render_generation_prompt, row_example
+from fcrm_ray.generate.stages import WORK_COLUMNS, example_seed, render_generation_prompt, row_example
+from fcrm_ray.paths import minilm_dir, resolve_model_path
+from fcrm_ray.toolcall.mutate import mutate_all
 from fcrm_ray.toolcall.schema import ERROR_TYPES
 from fcrm_ray.vllm_engine import engine_kwargs
 
@@ -46,8 +52,6 @@ def _rows(batch) -> list[dict]:
 
 
 def _table(rows: list[dict]):
-    import pyarrow as pa
-
     return pa.Table.from_pylist(rows)
 
 
@@ -94,10 +98,6 @@ class MutationGenerator:
         self.retries = int(cfg.get("retries", 2))
 
     def generate_rows(self, rows: list[dict]) -> list[list[dict]]:
-        import random
-
-        from fcrm_ray.toolcall.mutate import mutate_all
-
         out = []
         for row in rows:
             ex = row_example(row)
@@ -123,10 +123,9 @@ TINY_CHAT_TEMPLATE = (
 def build_tiny_causal_lm(out_dir: str | Path) -> Path:
     """A random-init 2-layer Qwen3 causal LM with the packaged MiniLM WordPiece tokenizer and a
     tool-aware chat template, saved to `out_dir`; for tests and the CPU smoke config only."""
+    # local: torch/transformers only where a model is built or run; mutation/vLLM workers import this module too
     import torch
     from transformers import AutoTokenizer, Qwen3Config, Qwen3ForCausalLM
-
-    from fcrm_ray.paths import minilm_dir
 
     out = Path(out_dir)
     if (out / "config.json").is_file():
@@ -150,8 +149,6 @@ def resolve_generator_model(model: str, work_dir: str | Path) -> str:
     """Local model dir for a generator; `tiny:qwen3` is built under `work_dir` on first use."""
     if model == TINY_MODEL:
         return str(build_tiny_causal_lm(Path(work_dir) / "tiny-qwen3-lm"))
-    from fcrm_ray.paths import resolve_model_path
-
     return resolve_model_path(model)
 
 
@@ -160,6 +157,7 @@ class HFGenerator:
     once, then answers each row's prompt with `sampling.n` samples."""
 
     def __init__(self, cfg: dict):
+        # local: torch/transformers only where a model is built or run; mutation/vLLM workers import this module too
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -180,7 +178,7 @@ class HFGenerator:
         self.max_len = int(getattr(self.model.config, "max_position_embeddings", 0) or 0)
 
     def generate_rows(self, rows: list[dict]) -> list[list[dict]]:
-        import torch
+        import torch  # local, as in __init__
 
         s = self.sampling
         out = []
@@ -224,6 +222,7 @@ def vllm_processor_config(g: GeneratorConfig):
     """The `vLLMEngineProcessorConfig` for one generator: TP/PP in engine kwargs, `replicas` engine
     actors (a fixed pool), our own prompts (chat-template/tokenize/detokenize stages off), and
     per-row errors recorded instead of failing the job."""
+    # local: the API of Ray's `llm` extra (vLLM), not a declared dependency; only the vllm backend uses it
     from ray.data.llm import vLLMEngineProcessorConfig
 
     replicas = g.vllm.replicas
@@ -275,6 +274,7 @@ class VLLMPreprocess:
     @property
     def tokenizer(self):
         if self._tokenizer is None:
+            # local: transformers (which loads torch) only in the workers that tokenize prompts
             from transformers import AutoTokenizer
 
             self._tokenizer = AutoTokenizer.from_pretrained(self.model, trust_remote_code=self.trust_remote_code)
@@ -316,8 +316,6 @@ class GeneratorBackend:
         return {"max_restarts": self.cfg.max_restarts, "max_task_retries": self.cfg.max_task_retries}
 
     def pool(self):
-        import ray.data
-
         return ray.data.ActorPoolStrategy(min_size=self.cfg.min_actors, max_size=self.cfg.max_actors)
 
     def apply(self, ds):
@@ -367,13 +365,12 @@ class VLLMBackend(GeneratorBackend):
                               self.cfg.trust_remote_code, tokenizer=tokenizer)
 
     def build_processor(self):
+        # local: the API of Ray's `llm` extra (vLLM), not a declared dependency; only the vllm backend uses it
         from ray.data.llm import build_processor
 
         return build_processor(self.processor_config(), preprocess=self.preprocess())
 
     def apply(self, ds):
-        from fcrm_ray.generate.stages import WORK_COLUMNS
-
         n, tag = self.cfg.sampling.n, self.tag
         ds = ds.flat_map(lambda row: fan_out_samples(row, n))
         ds = self.build_processor()(ds)

@@ -42,13 +42,26 @@ from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Iterator
 
+import pyarrow as pa
+import pyarrow.feather as feather
+import pyarrow.parquet as pq
+import ray
+import ray.data
+from ray.data import DataContext
+from rich.console import Console
+from rich.table import Table
+
 from fcrm_ray.common.atomic import atomic_write_table, atomic_write_text
 from fcrm_ray.common.ray_cluster import ray_init
 from fcrm_ray.config import ConfigError, config_arg_parser, parse_config_args, to_dict
+from fcrm_ray.data.sources import read_bfcl, read_examples
 from fcrm_ray.data.pairs import PAIR_COLUMNS, pair_arrow_schema, stable_hash
 from fcrm_ray.data.quarantine import Quarantine
+from fcrm_ray.data.splits import assign_split
+from fcrm_ray.generate.backends import make_backend
 from fcrm_ray.generate.config import GenerateConfig
 from fcrm_ray.generate.stages import dedup_stage, judge_stage, obfuscate_stage, work_row
+from fcrm_ray.paths import BFCL_SINGLE_TURN
 from fcrm_ray.toolcall.schema import Example
 
 log = logging.getLogger(__name__)
@@ -111,15 +124,12 @@ def fingerprint(cfg: GenerateConfig) -> str:
 
 def iter_source_examples(cfg: GenerateConfig, quarantine: Quarantine) -> Iterator[tuple[str, Example]]:
     """(source name, example) over all configured sources, in config order; bad rows -> quarantine."""
-    from fcrm_ray.data import sources as src
-    from fcrm_ray.paths import BFCL_SINGLE_TURN
-
     for s in cfg.sources:
         if s.kind == "bfcl":
-            it = src.read_bfcl(categories=tuple(s.categories) or BFCL_SINGLE_TURN, data_dir=s.data_dir or None,
+            it = read_bfcl(categories=tuple(s.categories) or BFCL_SINGLE_TURN, data_dir=s.data_dir or None,
                                quarantine=quarantine)
         else:
-            it = src.read_examples(s.path, fmt=s.format, quarantine=quarantine)
+            it = read_examples(s.path, fmt=s.format, quarantine=quarantine)
         for i, ex in enumerate(it):
             if s.limit and i >= s.limit:
                 break
@@ -131,15 +141,11 @@ def iter_source_examples(cfg: GenerateConfig, quarantine: Quarantine) -> Iterato
 def split_of(example: Example, cfg: GenerateConfig) -> str | None:
     """The example's split: `data.splits.assign_split` with `cfg.splits`, the same function and
     config section as `fcrm bench build`, so both stages put every example in the same split."""
-    from fcrm_ray.data.splits import assign_split
-
     return assign_split(example.id, example.category, cfg.splits)
 
 
 def plan_inputs(cfg: GenerateConfig, layout: RunLayout) -> dict:
     """Phase 1: stream the sources into input shards; returns the plan (also `_work/plan.json`)."""
-    import pyarrow as pa
-
     layout.inputs.mkdir(parents=True, exist_ok=True)
     layout.quarantine.unlink(missing_ok=True)  # a replanned run rewrites it from scratch
     shards, buf = [], []
@@ -210,8 +216,6 @@ def load_or_plan(cfg: GenerateConfig, layout: RunLayout) -> tuple[dict, bool]:
 def judge_and_spill(batch, parts_root: str, gen_index: int, chosen_variants: int):
     """Ray Data stage after a generator: judge each work row's candidates (stages.judge_stage),
     spill the pairs to the shard's parts dir, return the per-row tallies the driver counts."""
-    import pyarrow as pa
-
     rows = batch.to_pylist()
     pairs, tallies = judge_stage(rows, gen_index, chosen_variants)
     by_shard: dict[int, list[dict]] = defaultdict(list)
@@ -226,8 +230,6 @@ def judge_and_spill(batch, parts_root: str, gen_index: int, chosen_variants: int
 
 
 def _tally_schema():
-    import pyarrow as pa
-
     return pa.schema([("shard", pa.int64()), ("generator", pa.string()), ("units", pa.int64()),
                       ("candidates", pa.int64()), ("correct", pa.int64()), ("gen_errors", pa.int64()),
                       ("error", pa.string())])
@@ -235,18 +237,11 @@ def _tally_schema():
 
 def load_input_shards(batch):
     """Ray Data stage: input-shard paths -> the shard's work rows."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     return pa.concat_tables([pq.read_table(p) for p in batch.column("path").to_pylist()])
 
 
 def build_dataset(cfg: GenerateConfig, layout: RunLayout, shards: list[int]):
     """The streaming plan: one branch per generator over the pending input shards, unioned."""
-    import ray.data
-
-    from fcrm_ray.generate.backends import make_backend
-
     paths = [{"path": str(layout.input_file(s))} for s in shards]
     branches = []
     for i, g in enumerate(cfg.active_generators()):
@@ -265,9 +260,6 @@ def build_dataset(cfg: GenerateConfig, layout: RunLayout, shards: list[int]):
 def flush_shard(cfg: GenerateConfig, layout: RunLayout, shard_info: dict, tallies: dict,
                 errors: list[str] | None = None) -> dict:
     """All work units of a shard are in: dedup + cap its pairs, write them, mark the shard done."""
-    import pyarrow as pa
-    import pyarrow.feather as feather
-
     shard = shard_info["shard"]
     gens = [g.tag() for g in cfg.active_generators()]
     pairs = []
@@ -405,9 +397,6 @@ def collect_stats(cfg: GenerateConfig, layout: RunLayout, plan: dict, run_info: 
 
 
 def print_stats(stats: dict, file=None) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     con = Console(file=file or sys.stdout, width=max(120, Console().width))  # wide enough for the generator table
     t = Table(title=f"fcrm generate -> {stats['output_dir']}")
     t.add_column("")
@@ -444,8 +433,6 @@ def check_resources(cfg: GenerateConfig) -> None:
     """Actor pools hold their CPUs for the whole run; if they take every CPU of a fixed-size local
     Ray, the read, mutation and judge tasks never get scheduled and Ray Data waits forever. Fail
     early instead. (Not applied on an existing cluster: `run` skips it there.)"""
-    import ray
-
     total = ray.cluster_resources().get("CPU", 0)
     held = [(i, g.min_actors * g.num_cpus) for i, g in enumerate(cfg.active_generators())
             if g.backend == "hf" or (g.backend == "mutation" and g.compute == "actors")]
@@ -456,8 +443,6 @@ def check_resources(cfg: GenerateConfig) -> None:
 
 def run(cfg: GenerateConfig) -> dict:
     """Plan, generate (resuming), and write `stats.json`; returns the stats."""
-    from ray.data import DataContext
-
     layout = RunLayout(cfg.out)
     t0 = time.time()
     plan, reused = load_or_plan(cfg, layout)
@@ -476,8 +461,6 @@ def run(cfg: GenerateConfig) -> dict:
             execute(cfg, layout, plan, pending)
     finally:
         if started:
-            import ray
-
             ray.shutdown()
     this_run = [json.loads(layout.done_file(s).read_text()) for s in pending]
     run_info = {"elapsed_s": time.time() - t0, "shards_this_run": len(pending), "shards_resumed": len(done_before),

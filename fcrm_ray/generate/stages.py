@@ -26,7 +26,11 @@ from collections import Counter
 from typing import Any, Iterable, Mapping, Sequence
 
 from fcrm_ray.data.pairs import normalize_pair_row, stable_hash
+from fcrm_ray.toolcall import mutate
+from fcrm_ray.toolcall.obfuscate import obfuscate_example
+from fcrm_ray.toolcall.parse import parse_calls
 from fcrm_ray.toolcall.schema import Example, calls_to_text
+from fcrm_ray.toolcall.verify import canonical_key, verify
 
 WORK_COLUMNS = ("shard", "example_id", "example", "source", "category", "split", "obfuscated")
 
@@ -56,8 +60,6 @@ def obfuscate_stage(example: Example, fraction: float, seed: int) -> tuple[Examp
     The reference is renamed with it, so verification happens entirely in the obfuscated space."""
     if not should_obfuscate(example.id, fraction, seed):
         return example, False
-    from fcrm_ray.toolcall.obfuscate import obfuscate_example
-
     obf, _mapping = obfuscate_example(example, example_seed("obfuscate-names", seed, example.id))
     return obf, True
 
@@ -116,9 +118,6 @@ def render_stage(rows: list[dict], tokenizer, chat_template_kwargs: Mapping | No
 def dedup_key(text: str) -> str:
     """The normalised rejected call: `canonical_key` of the parsed calls (order- and
     value-normalised), or the whitespace-collapsed raw text when it does not parse."""
-    from fcrm_ray.toolcall.parse import parse_calls
-    from fcrm_ray.toolcall.verify import canonical_key
-
     parsed = parse_calls(text)
     if parsed.calls is not None:
         return "calls:" + canonical_key(parsed.calls)
@@ -131,10 +130,8 @@ def chosen_forms(example: Example, variants: int) -> list[str]:
     canonical = calls_to_text(r.canonical_call() for r in example.reference)
     if variants <= 0:
         return [canonical]
-    from fcrm_ray.toolcall.mutate import chosen_variants
-
     rng = random.Random(example_seed("chosen-forms", example.id))
-    return [canonical] + [v for v in chosen_variants(example, rng, variants) if v != canonical]
+    return [canonical] + [v for v in mutate.chosen_variants(example, rng, variants) if v != canonical]
 
 
 def chosen_output(example: Example, variants: int, pair_seed: int, forms: list[str] | None = None) -> str:
@@ -147,8 +144,6 @@ def judge_stage(rows: list[dict], gen_index: int, chosen_variants: int = 0) -> t
     """Parse + verify every candidate of every work row against the reference and emit a pair for
     each rejected one. Returns (pairs with RANK_COLUMNS, tallies): one tally per row with
     `candidates`, `correct`, `gen_errors` so the shard's counts add up."""
-    from fcrm_ray.toolcall.verify import verify
-
     pairs, tallies = [], []
     for row in rows:
         cands = json.loads(row.get("candidates") or "[]")

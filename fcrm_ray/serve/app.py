@@ -67,24 +67,41 @@ metrics agent on Ray's metrics export port (`ray start --metrics-export-port=808
 starts Ray itself); scrape `http://NODE:PORT/metrics`.
 """
 
-# No `from __future__ import annotations`: FastAPI reads the route signatures (`request: Request`,
-# a name local to `_deployments`) at definition time.
+# No `from __future__ import annotations`: FastAPI reads the route signatures (`request: Request`)
+# at definition time.
 
 import asyncio
+import hmac
 import json
 import os
 import math
+import signal
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import ray
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+from ray import serve
+from ray.exceptions import ActorUnavailableError, RayActorError
 
 from fcrm_ray.common.ray_cluster import ray_init
 from fcrm_ray.config import ConfigError, config_arg_parser, from_dict, load_config, to_dict
-from fcrm_ray.scoring import finite_or_none
+from fcrm_ray.models import RewardModelError, check_reward_model_dir
+from fcrm_ray.paths import resolve_model_path
+from fcrm_ray.scoring import RewardScorer, finite_or_none
 from fcrm_ray.serve.config import ModelConfig, ServeConfig
+from fcrm_ray.serve.schemas import GetRewardRequest, RewardItem, TextItem, candidate_payload
+from fcrm_ray.serve.schemas import error_location as loc_str
+from fcrm_ray.toolcall import chat_parse
+from fcrm_ray.toolcall.parse import parse_calls
+from fcrm_ray.toolcall.render import render
+from fcrm_ray.toolcall.schema import SchemaError, ToolCall, normalize_tools, reference_from_bfcl, reference_from_calls
+from fcrm_ray.toolcall.verify import PRECEDENCE, verify
 
 # --- scoring backend (runs inside model replicas) -----------------------------------------------
 
@@ -102,6 +119,7 @@ def head_lower_bound(model: Any) -> float | None:
       coordinate is in (-1, 1), so |r| < |w|_1 + |b|.
     - causal LM `score` over a final RMSNorm (weight * x / rms(x)) or LayerNorm: the normalised
       vector has L2 norm <= sqrt(d), so |r| <= sqrt(d) * |w * gamma|_2 + |w . beta| + |b|."""
+    # local: only model replicas run this; the ingress replicas and `fcrm serve` import this module too
     import torch
 
     def lin(m):
@@ -148,15 +166,11 @@ class RewardBackend:
     could not be rendered or scored; the rest of the batch is unaffected)."""
 
     def __init__(self, mcfg: ModelConfig):
-        from fcrm_ray.scoring import RewardScorer
-
         self.cfg = mcfg
         self.scorer = RewardScorer(mcfg.path, **mcfg.scorer_kwargs())
         self.lower_bound = head_lower_bound(self.scorer.model)
 
     def score_units(self, units: list[tuple]) -> list[Any]:
-        from fcrm_ray.toolcall.render import render
-
         out: list[Any] = [None] * len(units)
         groups: dict[str, list[tuple[int, str]]] = {}  # rendered prompt -> [(unit, completion)]
         for i, u in enumerate(units):
@@ -264,8 +278,6 @@ class RequestError(Exception):
         self.status, self.field, self.message = status, field, message
 
     def response(self):
-        from fastapi.responses import JSONResponse
-
         headers = {"Retry-After": "1"} if self.status == 503 else None
         return JSONResponse({"detail": str(self), "field": self.field}, status_code=self.status, headers=headers)
 
@@ -273,10 +285,6 @@ class RequestError(Exception):
 def replica_unavailable(e: BaseException) -> RequestError | None:
     """A model replica that died or is being replaced mid-request -> 503 with Retry-After (after
     the ingress's own retries). Any other error stays a 500."""
-    try:
-        from ray.exceptions import ActorUnavailableError, RayActorError
-    except ImportError:  # pragma: no cover - Ray is a dependency
-        return None
     if isinstance(e, (RayActorError, ActorUnavailableError)):
         return RequestError(503, "model", f"model replica unavailable ({type(e).__name__}); retry the request")
     return None
@@ -295,8 +303,6 @@ async def call_model(cfg: ServeConfig, state: ServiceState, name: str, make_call
     """Await `make_call()` (a model-deployment call); a dead replica is retried
     `limits.model_retries` times with backoff (Serve routes the retry to a live replica), then
     becomes RequestError(503)."""
-    import time
-
     lim = cfg.limits
     for attempt in range(lim.model_retries + 1):
         try:
@@ -335,8 +341,6 @@ def unscorable_value(rcfg, lower_bound: float | None, scored: list[float]) -> fl
 
 
 def token_ok(header: str, token: str) -> bool:
-    import hmac
-
     scheme, _, value = header.partition(" ")
     return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), token.encode())
 
@@ -370,8 +374,6 @@ def _where(path: tuple) -> str:
 
 
 def error_location(loc: tuple) -> str:
-    from fcrm_ray.serve.schemas import error_location as loc_str
-
     return loc_str(loc)
 
 
@@ -422,8 +424,6 @@ def _model_handle(cfg: ServeConfig, models: dict, name: str | None):
 def parse_reference(raw: Any):
     """A reference in any form clients send: BFCL's possible answer `[{fn: {param: [values]}}]`,
     a list of calls `[{"name", "arguments"}]`, or a JSON string of either. SchemaError if neither."""
-    from fcrm_ray.toolcall.schema import SchemaError, ToolCall, reference_from_bfcl, reference_from_calls
-
     if isinstance(raw, str):
         try:
             raw = json.loads(raw)
@@ -475,8 +475,6 @@ def _scores_of(rewards: list[float]) -> list[float]:
 
 def _normalize_item(it: Any, where: str):
     """(normalized tools, reference or None, messages as plain dicts) of a validated RewardItem."""
-    from fcrm_ray.toolcall.schema import SchemaError, normalize_tools
-
     try:
         specs = normalize_tools(it.tools)
     except SchemaError as e:
@@ -492,10 +490,6 @@ def _normalize_item(it: Any, where: str):
 async def handle_rewards(cfg: ServeConfig, models: dict, body: bytes, state: ServiceState | None = None) -> Any:
     """`POST /v1/rewards`: a single item, `{"items": [...]}` or a bare list of items. An item is
     `{tools, messages, candidates, reference?}` or `{text, prompt?, reference?}` (rendered chat)."""
-    from pydantic import ValidationError
-
-    from fcrm_ray.serve.schemas import RewardItem, TextItem, candidate_payload
-
     state = state or ServiceState()
     try:
         data = parse_body(body, cfg.limits)
@@ -548,8 +542,6 @@ async def handle_rewards(cfg: ServeConfig, models: dict, body: bytes, state: Ser
 
 
 def _text_reference(raw: Any, field: str):
-    from fcrm_ray.toolcall.schema import SchemaError
-
     if raw is None:
         return None
     try:
@@ -585,8 +577,6 @@ def _verifier_logs(verdicts: list[dict | None]) -> dict[str, list[float]]:
     """Per-sample verifier results as float lists (OpenRLHF turns each extra_logs entry into a
     tensor, so strings cannot go there): `verifier_correct` (1/0, -1 = no label) and one
     `verifier_error/<error_type>` indicator per error type of `toolcall.verify`."""
-    from fcrm_ray.toolcall.verify import PRECEDENCE
-
     logs = {"verifier_correct": [-1.0 if v is None else float(v["correct"]) for v in verdicts]}
     for t in PRECEDENCE:
         logs[f"verifier_error/{t}"] = [float(v is not None and v["error_type"] == t) for v in verdicts]
@@ -594,8 +584,6 @@ def _verifier_logs(verdicts: list[dict | None]) -> dict[str, list[float]]:
 
 
 async def _score_items(cfg: ServeConfig, state: ServiceState, mcfg, handle, items: list[tuple], single: bool) -> Any:
-    from fcrm_ray.toolcall.verify import verify
-
     works = [w for _, w in items]
     raw = await _score_works(cfg, state, mcfg, handle, works)
     bound = await _lower_bound(cfg, state, mcfg.name, handle) if cfg.reward.mode != "verifier" else None
@@ -640,10 +628,6 @@ def text_work(cfg: ServeConfig, text: str, prompt: str | None, ref) -> Work:
     unscorable reward) or "raw_text" (the raw prompt/completion text, off the training
     distribution). Either way the item is flagged (`parsed: false`, extra_logs `no_catalog` /
     `no_call`)."""
-    from fcrm_ray.toolcall import chat_parse
-    from fcrm_ray.toolcall.parse import parse_calls
-    from fcrm_ray.toolcall.schema import SchemaError, normalize_tools
-
     fam = cfg.reward.chat_family
     at = text.find(prompt) if prompt else -1
     if at >= 0:
@@ -706,10 +690,6 @@ async def handle_get_reward(cfg: ServeConfig, models: dict, body: bytes, state: 
     sigmoid(reward) in (0, 1), what OpenRLHF's dynamic filtering expects; `extra_logs` are
     per-sample float lists it logs: `unscorable` (1 = got reward.unscorable_reward: empty or over
     max_length), `error` (1 = could not be rendered/scored; also gets the unscorable reward)."""
-    from pydantic import ValidationError
-
-    from fcrm_ray.serve.schemas import GetRewardRequest
-
     state = state or ServiceState()
     try:
         data = parse_body(body, cfg.limits)
@@ -741,8 +721,6 @@ async def handle_get_reward(cfg: ServeConfig, models: dict, body: bytes, state: 
         bound = await _lower_bound(cfg, state, mcfg.name, handle) if cfg.reward.mode != "verifier" else None
     except RequestError as e:
         return e.response()
-    from fcrm_ray.toolcall.verify import verify
-
     flat = [r[0] for r in raw]
     floor = unscorable_value(cfg.reward, bound, [x for x in flat if isinstance(x, float)])
     rewards, verdicts = [], []
@@ -768,7 +746,6 @@ async def handle_healthz(cfg: ServeConfig, models: dict, state: ServiceState) ->
     scoring call in the last second counts as ready without a probe (under load a probe would
     queue behind the batch); otherwise it is asked (`ready`, which its replica answers after its
     warm-up forward) within limits.health_timeout_s."""
-    import time
 
     async def probe(name, h) -> str:
         if time.monotonic() - state.last_ok.get(name, -1e9) < 1.0:
@@ -795,11 +772,8 @@ async def handle_healthz(cfg: ServeConfig, models: dict, state: ServiceState) ->
 # --- deployments ---------------------------------------------------------------------------------
 
 def _deployments():
-    """Define the deployment classes lazily so importing this module (CLI help, config checks,
-    YAML emission) never imports Ray Serve or FastAPI."""
-    from fastapi import FastAPI, Request
-    from fastapi.responses import JSONResponse
-    from ray import serve
+    """The deployment classes and the FastAPI app they serve, made per call (Serve pickles the
+    classes by value to the replicas)."""
 
     @serve.deployment
     class RewardModelDeployment:
@@ -973,7 +947,7 @@ def main(argv: list[str] | None = None, prog: str = "fcrm serve") -> int:
     args = parser.parse_args(argv)
     cfg = load_config(ServeConfig, args.config, args.overrides)
     if args.emit_config:
-        import yaml
+        import yaml  # local: PyYAML is no declared dependency (a dev extra; here through omegaconf)
 
         text = yaml.safe_dump(deploy_config(cfg, args.config, list(args.overrides)), sort_keys=False)
         Path(args.emit_config).parent.mkdir(parents=True, exist_ok=True)
@@ -982,15 +956,10 @@ def main(argv: list[str] | None = None, prog: str = "fcrm serve") -> int:
         print(f"wrote {args.emit_config}")
         return 0
     for m in cfg.models.values():  # fail here, not in a replica restart loop
-        from fcrm_ray.models import RewardModelError, check_reward_model_dir
-        from fcrm_ray.paths import resolve_model_path
-
         try:
             check_reward_model_dir(resolve_model_path(m.path))
         except (RewardModelError, FileNotFoundError) as e:
             raise ConfigError(f"config key `models.{m.name}.path`: {e}") from None
-
-    from ray import serve
 
     init = {"_metrics_export_port": args.metrics_export_port} if args.metrics_export_port and cfg.ray.starts_local() else {}
     local = cfg.ray.starts_local()
@@ -1001,8 +970,6 @@ def main(argv: list[str] | None = None, prog: str = "fcrm serve") -> int:
         print("fcrm serve: warning: RAY_AUTH_MODE=disabled - the local Ray's ports listen beyond loopback "
               "without authentication", file=sys.stderr, flush=True)
     ray_init(cfg.ray, dashboard=None, **init)
-    import signal
-    import time
 
     def _stop(*_):  # SIGTERM (systemd, Kubernetes, `kill`) shuts down like Ctrl-C
         raise KeyboardInterrupt

@@ -24,27 +24,14 @@ flash-attention does not, and also keeps the plain path.
 
 from __future__ import annotations
 
-import inspect
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
 
+from fcrm_ray.models import attention_mask_4d, causal_blocker
+
 PACKABLE_ATTENTION = ("sdpa", "eager")
-
-
-def causal_blocker(model: Any) -> str | None:
-    """Why `model` is not a causal-LM sequence classifier (None if it is)."""
-    cfg = getattr(model, "config", None)
-    if cfg is None or getattr(cfg, "is_encoder_decoder", False):
-        return "not a decoder-only model"
-    base = getattr(model, getattr(model, "base_model_prefix", ""), None)
-    if base is None or not isinstance(getattr(model, "score", None), torch.nn.Linear):
-        # BERT-style classifiers pool [CLS] over a bidirectional encoder: no prompt-only state
-        return "not a causal-LM sequence classifier (no `score` head over a base model)"
-    if "past_key_values" not in inspect.signature(base.forward).parameters:
-        return "base model is not a causal LM (takes no past_key_values)"
-    return None
 
 
 def packing_blocker(model: Any) -> str | None:
@@ -107,15 +94,6 @@ def collate_packed_pairs(examples: Sequence[Mapping], pad_id: int) -> dict:
             "chosen_at": torch.tensor([pk["chosen_at"] for pk in packs]),
             "rejected_at": torch.tensor([pk["rejected_at"] for pk in packs]),
             "n_tokens": int((seg >= 0).sum())}
-
-
-def attention_mask_4d(allowed, model: Any):
-    """The custom mask as the model's attention takes it: booleans for SDPA, additive floats
-    (0 / dtype min) for eager attention. transformers passes a 4D mask through unchanged."""
-    if getattr(model.config, "_attn_implementation", "sdpa") == "sdpa":
-        return allowed
-    dtype = next(model.parameters()).dtype
-    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed, torch.finfo(dtype).min)
 
 
 def packed_pair_rewards(engine: Any, module: Any, batch: Mapping, device: Any):
