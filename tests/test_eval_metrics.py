@@ -62,6 +62,27 @@ def test_pairwise_metrics_groups_and_counts():
     assert lo <= m["accuracy"] <= hi
 
 
+def test_question_summary_counts_each_question_once_and_resamples_questions():
+    # one big question (8 pairs, all wrong) and four small ones (1 pair each, all right)
+    outcomes = [0.0] * 8 + [1.0] * 4
+    questions = ["big"] * 8 + ["a", "b", "c", "d"]
+    q = M.question_summary(outcomes, questions, n_boot=2000, seed=0)
+    assert q["questions"] == 5 and q["max_pairs"] == 8
+    assert q["accuracy"] == pytest.approx(4 / 5)  # per question; the pair accuracy is 4 / 12
+    assert q["ci95"][0] <= q["accuracy"] <= q["ci95"][1]
+    # resampling questions: the big question is in or out, so the pair accuracy's interval is
+    # far wider than the pair bootstrap's
+    pair_lo, pair_hi = M.bootstrap_ci(outcomes, n_boot=2000, seed=0)
+    lo, hi = q["ci95_pairs"]
+    assert lo <= 4 / 12 <= hi and (hi - lo) > (pair_hi - pair_lo)
+    assert M.question_summary(outcomes, questions, n_boot=2000, seed=0) == q  # seeded
+    rows = [{"example_id": x} for x in questions]
+    m = M.pairwise_metrics(rows, [1.0 if o else 0.0 for o in outcomes], [0.5] * 12, n_boot=200, seed=0)
+    assert m["per_question"]["questions"] == 5 and m["per_question"]["accuracy"] == pytest.approx(0.8)
+    with pytest.raises(ValueError):
+        M.question_summary([1.0], [])
+
+
 def test_bon_select_argmax_earliest_on_ties():
     assert M.bon_select([0.1, 0.9, 0.5], 3) == 1
     assert M.bon_select([0.1, 0.9, 0.5], 1) == 0

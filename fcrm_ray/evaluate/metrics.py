@@ -133,9 +133,38 @@ def group_breakdown(outcomes: Sequence[float], groups: Sequence[str], n_boot: in
     return {g: summarize(by[g], n_boot=n_boot, seed=seed) for g in order}
 
 
+def question_summary(outcomes: Sequence[float], questions: Sequence[str], n_boot: int = DEFAULT_N_BOOT,
+                     seed: int = 0) -> dict:
+    """Pairs of one question are not independent samples: real-output pair sets hold a few to
+    ~70 pairs per question, so one borderline question can move the pair accuracy by points. This
+    gives the mean over questions (each question's pair accuracy counts once, bootstrap over
+    questions) and the pair accuracy's 95% interval when questions, not pairs, are resampled."""
+    if len(outcomes) != len(questions):
+        raise ValueError(f"{len(outcomes)} outcomes but {len(questions)} question ids")
+    by: dict[str, list[float]] = defaultdict(list)
+    for o, q in zip(outcomes, questions):
+        by[str(q)].append(o)
+    if not by:
+        return {"questions": 0, "accuracy": float("nan"), "ci95": [float("nan")] * 2,
+                "ci95_pairs": [float("nan")] * 2, "max_pairs": 0}
+    sums = np.array([sum(v) for v in by.values()], dtype=float)
+    sizes = np.array([len(v) for v in by.values()], dtype=float)
+    means = sums / sizes
+    lo, hi = bootstrap_ci(means, n_boot=n_boot, seed=seed)
+    if n_boot > 0 and len(by) > 1:
+        idx = np.random.default_rng(seed).integers(0, len(by), size=(n_boot, len(by)))
+        ratios = sums[idx].sum(axis=1) / sizes[idx].sum(axis=1)
+        pair_ci = [float(x) for x in np.quantile(ratios, [0.025, 0.975])]
+    else:
+        pair_ci = [float(sums.sum() / sizes.sum())] * 2
+    return {"questions": len(by), "accuracy": float(means.mean()), "ci95": [lo, hi], "ci95_pairs": pair_ci,
+            "max_pairs": int(sizes.max())}
+
+
 def pairwise_metrics(rows: Sequence[Mapping], chosen: Sequence[float | None], rejected: Sequence[float | None],
                      n_boot: int = DEFAULT_N_BOOT, seed: int = 0) -> dict:
-    """The metrics.json body: overall summary + one breakdown per GROUP_KEYS column."""
+    """The metrics.json body: overall summary, one breakdown per GROUP_KEYS column, and
+    `per_question` (`question_summary` over the pairs' `example_id`)."""
     if len(rows) != len(chosen):
         raise ValueError(f"{len(rows)} rows but {len(chosen)} scores")
     outcomes = pair_outcomes(chosen, rejected)
@@ -143,6 +172,8 @@ def pairwise_metrics(rows: Sequence[Mapping], chosen: Sequence[float | None], re
     out["n_unscored"] = int(sum(1 for c, r in zip(chosen, rejected) if _missing(c) or _missing(r)))
     for key, col in GROUP_KEYS.items():
         out[key] = group_breakdown(outcomes, [r.get(col, "") or "unknown" for r in rows], n_boot=n_boot, seed=seed)
+    out["per_question"] = question_summary(outcomes, [r.get("example_id") or r.get("id") or "" for r in rows],
+                                           n_boot=n_boot, seed=seed)
     return out
 
 

@@ -23,8 +23,9 @@ Scorers (`scorer=`; the backends are in `scorers.py`):
 
 Artifacts per model (in `--out`, or `--out/<model name>/` when several models are given):
 `metrics.json` (top-level `accuracy`, `n`, `ci95`, `per_error_type`, `per_category`, `per_source`,
-`per_generator`, `model`, `data`, counts), `scores.parquet` (one row per pair), `metrics.md`, and
-PNG bar charts with bootstrap 95% error bars (`accuracy_per_error_type.png`, `..._per_generator.png`,
+`per_generator`, `per_question` (the mean over questions, and the pair accuracy's CI with
+questions resampled: real pairs come many to a question), `model`, `data`, counts),
+`scores.parquet` (one row per pair), `metrics.md`, and PNG bar charts with bootstrap 95% error bars (`accuracy_per_error_type.png`, `..._per_generator.png`,
 ...). With several models, `--out/summary.json` and `--out/summary.md` compare them side by side
 (the writers are in `report.py`).
 """

@@ -169,6 +169,11 @@ def pairwise_markdown(m: Mapping) -> str:
              f"Data: `{m['data']}` (split `{m.get('split') or 'all'}`), scorer `{m.get('scorer', 'rm')}`.", "",
              f"**Accuracy {fmt_acc(m['accuracy'], m['ci95'])}** over {m['n']} pairs "
              f"(ties {m.get('ties', 0)}, unscored {m.get('n_unscored', 0)}; ties and unscored count half).", ""]
+    q = m.get("per_question")
+    if q and q.get("questions"):
+        lines += [f"Per question: {fmt_acc(q['accuracy'], q['ci95'])} as the mean over {q['questions']} questions "
+                  f"(up to {q['max_pairs']} pairs each); the pair accuracy's 95% CI with questions resampled: "
+                  f"[{q['ci95_pairs'][0]:.3f}, {q['ci95_pairs'][1]:.3f}].", ""]
     counts = m.get("counts")
     if counts:
         lines += ["Rows: " + ", ".join(f"{k} {v}" for k, v in counts.items()), ""]
