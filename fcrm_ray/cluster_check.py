@@ -459,7 +459,7 @@ def place(req: Request, types: list[NodeType]) -> Placement:
         pl.note = f"one replica spans {per} nodes (PACK placement group; cross-node NCCL is slower)"
     if nodes > best.max_workers:
         # the autoscaler spills what one type cannot hold onto the other types that fit
-        spill, left = [], req.replicas
+        left = req.replicas
         for t in sorted(cands, key=rank):
             cap = _replica_capacity(req.bundles, t)
             take = min(left, cap)

@@ -564,7 +564,7 @@ class RewardScoringActor:
         return out
 
 
-def score_dataset(ds: Any, model_path: str, scorer: Any, pool: Any, batch_format: str = "numpy") -> Any:
+def score_dataset(ds: Any, model_path: str, scorer: Any, pool: Any) -> Any:
     """`ds` (a Ray Dataset with prompt/completion columns, optional group_id) with a `reward`
     column, scored by an actor pool of `RewardScoringActor`s: `scorer` is a
     `common.scorer.ScorerConfig` (the model's settings), `pool` a `common.ray_cluster.ActorPoolConfig`
@@ -573,7 +573,7 @@ def score_dataset(ds: Any, model_path: str, scorer: Any, pool: Any, batch_format
     import ray.data  # local: see the module docstring
 
     return ds.map_batches(RewardScoringActor, fn_constructor_kwargs={"model_path": model_path, **scorer.scorer_kwargs()},
-                          batch_size=pool.batch_size, batch_format=batch_format,
+                          batch_size=pool.batch_size, batch_format="numpy",
                           compute=ray.data.ActorPoolStrategy(size=pool.num_actors),
                           num_cpus=pool.num_cpus_per_actor, num_gpus=pool.num_gpus_per_actor or None)
 

@@ -44,7 +44,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fcrm_ray.config import ConfigError, config_arg_parser, load_config, to_dict
+from fcrm_ray.config import ConfigError, config_arg_parser, parse_config_args, to_dict
 from fcrm_ray.data.pairs import canonical_chosen, pair_row, write_pairs
 from fcrm_ray.data.quarantine import Quarantine
 from fcrm_ray.data.sources import ReadStats, read_bfcl
@@ -469,11 +469,8 @@ def print_tables(stats: dict, file=None) -> None:
 
 
 def main(argv: list[str] | None = None, prog: str = "fcrm bench build") -> int:
-    parser = config_arg_parser(prog, "Build an FC-RewardBench-format pair set from BFCL with mutation negatives.")
-    parser.add_argument("--out", help="output directory (same as the `out=` key)")
-    args = parser.parse_args(argv)
-    overrides = list(args.overrides) + ([f"out={args.out}"] if args.out else [])
-    cfg = load_config(BenchConfig, args.config, overrides)
+    parser = config_arg_parser(prog, "Build an FC-RewardBench-format pair set from BFCL with mutation negatives.", out=True)
+    cfg, _ = parse_config_args(BenchConfig, argv, prog, parser=parser)
     if not cfg.out:
         raise ConfigError("config key `out` is required (or pass --out DIR)")
     stats = build(cfg)

@@ -364,7 +364,7 @@ def main(argv: list[str] | None = None, prog: str = "fcrm eval bon") -> int:
     parser.add_argument("--candidates", help="pool file or folder (JSONL/Parquet)")
     parser.add_argument("--out", required=True, help="output folder (eval) or pool JSONL file (--build-pools)")
     parser.add_argument("--build-pools", action="store_true", help="build candidate pools from BFCL instead")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # flags may follow key=value overrides
     flags = [f"{k}={json.dumps(v)}" for k, v in (("model.path", args.model), ("candidates", args.candidates)) if v]
     if not args.build_pools:
         flags.append(f"out={json.dumps(args.out)}")

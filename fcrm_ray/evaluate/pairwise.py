@@ -167,10 +167,9 @@ def run(cfg: PairwiseConfig) -> list[dict]:
 
 
 def build_parser(prog: str):
-    p = config_arg_parser(prog, "Pairwise accuracy (chosen scored above rejected) of reward models.")
+    p = config_arg_parser(prog, "Pairwise accuracy (chosen scored above rejected) of reward models.", out=True)
     p.add_argument("--model", action="append", default=None, help="reward model folder (repeat for several)")
     p.add_argument("--data", help="pair file or folder (Parquet/JSONL; FC-RewardBench or pipeline output)")
-    p.add_argument("--out", help="output folder")
     p.add_argument("--split", default=None, help="split to evaluate (default: test; '' = all rows)")
     return p
 
@@ -190,7 +189,7 @@ def flag_overrides(args) -> list[str]:
 
 
 def main(argv: list[str] | None = None, prog: str = "fcrm eval pairwise") -> int:
-    args = build_parser(prog).parse_args(argv)
+    args = build_parser(prog).parse_intermixed_args(argv)  # flags may follow key=value overrides
     cfg = load_config(PairwiseConfig, args.config, flag_overrides(args) + list(args.overrides))
     run(cfg)
     return 0

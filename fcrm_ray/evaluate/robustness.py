@@ -155,7 +155,7 @@ def run(cfg: RobustnessConfig) -> list[dict]:
 def main(argv: list[str] | None = None, prog: str = "fcrm eval robustness") -> int:
     parser = PW.build_parser(prog)
     parser.description = "Pairwise accuracy under meaning-preserving input perturbations."
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     cfg = load_config(RobustnessConfig, args.config, PW.flag_overrides(args) + list(args.overrides))
     run(cfg)
     return 0

@@ -448,7 +448,7 @@ def run(cfg: GenerateConfig) -> dict:
     plan, reused = load_or_plan(cfg, layout)
     done_before = {int(f.stem.split("-")[1]) for f in layout.done.glob("*.json")} if reused else set()
     pending = [s["shard"] for s in plan["shards"] if s["shard"] not in done_before]
-    started = ray_init(cfg.ray, log_to_driver=True)
+    started = ray_init(cfg.ray)
     try:
         ctx = DataContext.get_current()
         ctx.enable_progress_bars = cfg.ray.progress_bars

@@ -961,8 +961,8 @@ def main(argv: list[str] | None = None, prog: str = "fcrm serve") -> int:
         except (RewardModelError, FileNotFoundError) as e:
             raise ConfigError(f"config key `models.{m.name}.path`: {e}") from None
 
-    init = {"_metrics_export_port": args.metrics_export_port} if args.metrics_export_port and cfg.ray.starts_local() else {}
     local = cfg.ray.starts_local()
+    init = {"_metrics_export_port": args.metrics_export_port} if args.metrics_export_port and local else {}
     if local and os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled":
         # Ray (2.60) binds its own gRPC ports on every interface and turns a loopback node IP into
         # the reachable one, so a local Ray cannot be kept on loopback; its token auth (on by
