@@ -173,15 +173,17 @@ def vllm_serving_problems(path: str) -> list[str]:
 
 
 def vllm_classify_input(tokenizer: Any, prompt: str, completion: str, max_length: int,
-                        min_prompt_tokens: int = 16) -> list[int] | None:
+                        min_prompt_tokens: int = 16, overflow_length: int = 0) -> list[int] | None:
     """The token ids to send to vLLM's `/classify` (`"input": ids`) so it scores exactly what
     `RewardScorer` scores for this rendered (prompt, completion): the same ids as
     `encode_for_reward` (special tokens, prompt cut from the left to `max_length`), without trailing
     pad tokens. vLLM's classify pooler reads the LAST token while HF's causal heads read the last
     token that is not `pad_token_id`; they differ only when the sequence ends in pad ids (a
     tokenizer whose pad token is its EOS), and dropping those makes the two read the same position.
-    None if the scorer would not score the row either (completion too long for max_length)."""
-    ids, _ = encode_for_reward(tokenizer, prompt, completion, max_length, min_prompt_tokens=min_prompt_tokens)
+    None if the scorer would not score the row either (completion too long for max_length and
+    `overflow_length`)."""
+    ids, _ = encode_for_reward(tokenizer, prompt, completion, max_length, min_prompt_tokens=min_prompt_tokens,
+                               overflow_length=overflow_length)
     if ids is None:
         return None
     pad = tokenizer.pad_token_id
@@ -245,20 +247,37 @@ def forward_rewards(model: Any, input_ids: Any, attention_mask: Any):
     return out.logits.squeeze(-1).float()
 
 
+def prompt_room(max_length: int, n_special: int, n_prompt: int, n_completion: int,
+                min_prompt_tokens: int, overflow_length: int = 0) -> int | None:
+    """Tokens left for the prompt beside a completion of `n_completion` tokens: within
+    `max_length`, or, when that leaves fewer than `min_prompt_tokens` (a long call: several
+    parallel calls, a wide schema), within `overflow_length` (0 = no overflow). None = the row
+    cannot be used. One rule for training (`encode_for_reward`) and scoring (`RewardScorer`): the
+    long answers a reward model must judge (an over-complete parallel call) are the ones a fixed
+    limit would drop."""
+    need = min(min_prompt_tokens, n_prompt)
+    for limit in (max_length, overflow_length):
+        room = limit - n_special - n_completion
+        if limit >= max_length and room >= need:
+            return room
+    return None
+
+
 def encode_for_reward(tokenizer: Any, prompt: str, completion: str, max_length: int,
-                      min_prompt_tokens: int = 8) -> tuple[list[int] | None, bool]:
+                      min_prompt_tokens: int = 8, overflow_length: int = 0) -> tuple[list[int] | None, bool]:
     """Token ids of `prompt + completion` within `max_length`, keeping the whole completion (the
     candidate call) and cutting the prompt from the left (the catalog side).
 
     Returns (ids, truncated); ids is None if the completion alone leaves fewer than
-    `min_prompt_tokens` for the prompt (the row is unusable). Special tokens ([CLS]/[SEP] for
-    encoders) are added around the concatenation as the tokenizer would."""
+    `min_prompt_tokens` for the prompt even within `overflow_length` (`prompt_room`; the row is
+    unusable). Special tokens ([CLS]/[SEP] for encoders) are added around the concatenation as
+    the tokenizer would."""
     # verbose=False: the untruncated prompt may exceed model_max_length; we cut it below
     p_ids = tokenizer(prompt, add_special_tokens=False, verbose=False)["input_ids"]
     c_ids = tokenizer(completion, add_special_tokens=False, verbose=False)["input_ids"]
     n_special = _num_special(tokenizer)
-    room = max_length - n_special - len(c_ids)
-    if room < min(min_prompt_tokens, len(p_ids)) or not c_ids:
+    room = prompt_room(max_length, n_special, len(p_ids), len(c_ids), min_prompt_tokens, overflow_length)
+    if room is None or not c_ids:
         return None, False
     truncated = len(p_ids) > room
     if truncated:

@@ -48,7 +48,8 @@ from omegaconf import OmegaConf
 from tqdm import tqdm
 
 from fcrm_ray.hardware import resolve_autocast, set_torch_threads
-from fcrm_ray.models import attention_mask_4d, causal_blocker, keep_head_fp32, load_reward_model, special_wrap
+from fcrm_ray.models import (attention_mask_4d, causal_blocker, keep_head_fp32, load_reward_model, prompt_room,
+                             special_wrap)
 from fcrm_ray.paths import resolve_model_path
 from fcrm_ray.toolcall.render import render
 from fcrm_ray.toolcall.schema import SchemaError
@@ -79,7 +80,10 @@ class RewardScorer:
       position ids). It applies to causal LMs, whose head reads the last non-pad token; an encoder
       pools its first token ([CLS]), so its rows are always padded on the right.
     min_prompt_tokens: a row whose completion leaves less room than this for the prompt is not
-      scored (NaN, counted as `over_long`), the same rule the trainer uses to drop such pairs.
+      scored (NaN, counted as `over_long`), the same rule the trainer uses to drop such pairs...
+    overflow_length: ...unless it fits this longer limit (`models.prompt_room`; counted as
+      `overflowed`). None = the model's `data.overflow_length` from training (0 = off); capped at
+      the model's position table.
     max_length None: the `data.max_length` the model was trained with (its `train_config.yaml`),
       else 1024; an explicit value that differs from training is used, with a warning.
     autocast: "auto" (bf16 autocast, reward head in fp32, only where the device runs bf16 natively;
@@ -91,10 +95,11 @@ class RewardScorer:
     def __init__(self, model_path: str, batch_size: int = 16, max_length: int | None = None, device: str = "cpu",
                  dtype: str = "float32", shared_prefix: bool | str = "auto", trust_remote_code: bool = False,
                  padding_side: str = "right", min_prompt_tokens: int = 16, prefix_mode: str = "auto",
-                 autocast: str = "none", num_threads: int = 0):
+                 autocast: str = "none", num_threads: int = 0, overflow_length: int | None = None):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         max_length = resolve_max_length(model_path, max_length)
+        overflow_length = resolve_overflow_length(model_path, overflow_length)
         if max_length < 2:
             raise ValueError(f"max_length must be >= 2, got {max_length}")
         if padding_side not in ("right", "left"):
@@ -119,10 +124,14 @@ class RewardScorer:
             # e.g. MiniLM's 512: longer inputs would index past the position table
             log.info("max_length %d > the model's %d positions; using %d", self.max_length, limit, limit)
             self.max_length = limit
+        if isinstance(limit, int) and 0 < limit < overflow_length:
+            overflow_length = limit
+        self.overflow_length = overflow_length if overflow_length > self.max_length else 0
         self.pad_id = int(self.tokenizer.pad_token_id)
         import torch  # local: see the module docstring
 
-        log.info("scorer %s: max_length %d, %s (%s), %d torch threads", self.model_path, self.max_length,
+        log.info("scorer %s: max_length %d (long calls up to %d), %s (%s), %d torch threads", self.model_path,
+                 self.max_length, self.overflow_length or self.max_length,
                  "bf16 autocast" if self.autocast == "bf16" else dtype, self.autocast_reason, torch.get_num_threads())
 
         last_token_head = isinstance(getattr(self.model, "score", None), torch.nn.Linear)
@@ -190,6 +199,7 @@ class RewardScorer:
             "architecture": (cfg.architectures or [type(self.model).__name__])[0],
             "model_type": cfg.model_type,
             "max_length": self.max_length,
+            "overflow_length": self.overflow_length,
             "dtype": self.dtype,
             "device": str(self.device),
             "num_params": sum(p.numel() for p in self.model.parameters()),
@@ -210,11 +220,16 @@ class RewardScorer:
     def _join(self, p_ids: list[int], c_ids: list[int]) -> tuple[list[int], list[int], bool] | None:
         """(prefix ids, suffix ids, truncated) with prefix + suffix == `encode_for_reward`'s ids:
         special tokens around the concatenation, prompt cut from the left to fit max_length.
-        None (counted) if the completion is empty or leaves too little room for the prompt."""
-        room = self.max_length - len(self._wrap_pre) - len(self._wrap_post) - len(c_ids)
-        if not c_ids or room < min(self.min_prompt_tokens, len(p_ids)):
+        None (counted) if the completion is empty or leaves too little room for the prompt even
+        within `overflow_length` (`models.prompt_room`, the trainer's rule)."""
+        n_special = len(self._wrap_pre) + len(self._wrap_post)
+        room = prompt_room(self.max_length, n_special, len(p_ids), len(c_ids), self.min_prompt_tokens,
+                           self.overflow_length)
+        if not c_ids or room is None:
             self.stats["over_long" if c_ids else "empty_completion"] += 1
             return None
+        if n_special + len(c_ids) + min(len(p_ids), room) > self.max_length:
+            self.stats["overflowed"] += 1
         truncated = len(p_ids) > room
         if truncated:
             p_ids = p_ids[len(p_ids) - room:]
@@ -465,15 +480,16 @@ def _progress(total: int, desc: str):
     return tqdm(total=total, desc=desc, unit="seq", mininterval=5.0, dynamic_ncols=True)
 
 
-def trained_max_length(model_path: str) -> int | None:
-    """`data.max_length` from the model folder's `train_config.yaml` (written by `fcrm train`)."""
+def trained_max_length(model_path: str, key: str = "max_length") -> int | None:
+    """`data.<key>` (a positive int: `max_length`, `overflow_length`) from the model folder's
+    `train_config.yaml` (written by `fcrm train`)."""
     f = Path(resolve_model_path(str(model_path))) / "train_config.yaml"
     if not f.is_file():
         return None
     try:
-        value = OmegaConf.select(OmegaConf.load(f), "data.max_length")
+        value = OmegaConf.select(OmegaConf.load(f), f"data.{key}")
     except Exception as e:  # a damaged file must not stop scoring; say so
-        log.warning("could not read %s (%s); max_length not taken from training", f, e)
+        log.warning("could not read %s (%s); %s not taken from training", f, e, key)
         return None
     return int(value) if isinstance(value, int) and value > 0 else None
 
@@ -487,6 +503,14 @@ def resolve_max_length(model_path: str, requested: int | None) -> int:
         log.warning("max_length %d differs from the %d the model was trained with (%s/train_config.yaml); "
                     "scores are on differently truncated inputs", int(requested), trained, model_path)
     return int(requested)
+
+
+def resolve_overflow_length(model_path: str, requested: int | None) -> int:
+    """The longer limit for a call that does not fit max_length (`models.prompt_room`): the
+    training value (`data.overflow_length`, 0 = off) unless `requested` says otherwise."""
+    if requested is None:
+        return trained_max_length(model_path, "overflow_length") or 0
+    return max(0, int(requested))
 
 
 # --- pair rows --------------------------------------------------------------------------------

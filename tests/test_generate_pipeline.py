@@ -6,8 +6,6 @@ rows. Heavier tests are `slow`; all keep to <= 48 examples."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 import threading
@@ -16,9 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from fcrm_ray.config import ConfigError, load_config
+from fcrm_ray.config import ConfigError
 from fcrm_ray.data.pairs import PAIR_COLUMNS, read_pairs
-from fcrm_ray.data.quarantine import Quarantine
 from fcrm_ray.data.splits import SplitConfig
 from fcrm_ray.generate import run as P
 from fcrm_ray.generate.config import (ChosenConfig, DedupConfig, GenerateConfig, GeneratorConfig, MutationConfig,

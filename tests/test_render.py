@@ -50,8 +50,8 @@ def test_plain_template_layout(bert_tok):
     assert "[USER] What's the weather in Paris in celsius?" in r.prompt
     assert r.prompt.endswith("[CALL]")
     # the call as a filled-in form of its schema; no eos_token on BERT tokenizers
-    assert r.completion == (' get_weather\n  city: string = "Paris" (in request) - City name, e.g. Paris\n'
-                            '  unit?: string {celsius|fahrenheit} = "celsius" (in request)')
+    assert r.completion == (' get_weather\n  city: string = "Paris" - City name, e.g. Paris\n'
+                            '  unit?: string {celsius|fahrenheit} = "celsius"')
 
 
 def test_plain_form_shows_absent_unknown_and_several_calls(bert_tok):
@@ -59,8 +59,8 @@ def test_plain_form_shows_absent_unknown_and_several_calls(bert_tok):
     assert render(bert_tok, TOOLS, CONV, out).completion == (
         ' get_weather\n  city: string = (not given) - City name, e.g. Paris\n'
         '  unit?: string {celsius|fahrenheit} = (not given; default "celsius")\n'
-        '[CALL] get_time\n  city: string = "Oslo" (not in request)\n'
-        '[CALL] nope (not in [TOOLS])\n  x = 1 (not in request)')
+        '[CALL] get_time\n  city: string = "Oslo"\n'
+        '[CALL] nope (not in [TOOLS])\n  x = 1')
     assert render(bert_tok, TOOLS, CONV, "[]").completion == " (no call)"
 
 
@@ -74,7 +74,7 @@ def test_plain_form_drops_descriptions_past_the_length_cap(bert_tok):
     many = render(bert_tok, wide, CONV, '[{"name": "f", "arguments": {%s}}]' % ", ".join(f'"p{i}": "v1"' for i in range(6)))
     assert "parameter number 0" in one and "v7|..." in one  # enums listed up to 8 values in the form
     assert "parameter number" not in many.completion and len(many.completion) < FORM_MAX_CHARS
-    assert many.completion.count('= "v1" (not in request)') == 6
+    assert many.completion.count('= "v1"') == 6
     # a second call of the same function carries no descriptions, and adding a call never
     # changes how the calls before it are written
     two = render(bert_tok, TOOLS, CONV, '[{"name": "get_weather", "arguments": {"city": "Paris"}}, '
@@ -100,8 +100,8 @@ def test_surface_forms_and_argument_order_render_identically(surface, which, ber
 def test_arguments_follow_schema_order_then_name(bert_tok):
     out = '[{"name": "get_weather", "arguments": {"zeta": 1, "unit": "celsius", "alpha": 2, "city": "Paris"}}]'
     assert render(bert_tok, TOOLS, CONV, out).completion.endswith(
-        '"Paris" (in request) - City name, e.g. Paris\n  unit?: string {celsius|fahrenheit} = "celsius" (in request)\n'
-        '  alpha (not a parameter) = 2 (not in request)\n  zeta (not a parameter) = 1 (not in request)')
+        '"Paris" - City name, e.g. Paris\n  unit?: string {celsius|fahrenheit} = "celsius"\n'
+        '  alpha (not a parameter) = 2\n  zeta (not a parameter) = 1')
 
 
 def test_unparseable_output_is_rendered_raw(bert_tok, qwen_tok):
@@ -203,20 +203,14 @@ def test_render_module_imports_no_torch_or_ray():
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
 
-def test_plain_form_marks_values_written_in_the_request(bert_tok):
-    from fcrm_ray.toolcall.render import Grounding
-
-    g = Grounding([{"role": "system", "content": "User lives in Oslo."},
-                   {"role": "user", "content": "Invest $5,000 at 6% for 5  years in New York"}])
-    assert g.found(5000) and g.found(0.06) and g.found(6) and g.found(5.0) and g.found("new york")
-    assert g.found("Oslo") and g.found([5, 6]) and g.found("5 years")
-    assert not g.found(5001) and not g.found("Boston") and not g.found([5, 7])
-    assert g.found(True) is None and g.found(None) is None and g.found("") is None and g.found({"a": 1}) is None
-    conv = [{"role": "user", "content": "What's the weather in Paris in celsius?"}]
-    good = render(bert_tok, TOOLS, conv, CALL_JSON).completion
-    bad = render(bert_tok, TOOLS, conv, '[{"name": "get_weather", "arguments": {"city": "Lyon"}}]').completion
-    assert '= "Paris" (in request)' in good and '= "celsius" (in request)' in good
-    assert '= "Lyon" (not in request)' in bad
+def test_plain_form_writes_a_value_the_same_whether_or_not_the_request_spells_it(bert_tok):
+    # no literal-copy marks: real answers follow conventions the request does not spell
+    # ("GB" for "UK"), so a copied string must not look more right than a converted one
+    asked = [{"role": "user", "content": "What's the weather in Paris in celsius?"}]
+    other = [{"role": "user", "content": "How warm is it in the French capital?"}]
+    for out in (CALL_JSON, '[{"name": "get_weather", "arguments": {"city": "Lyon"}}]'):
+        assert render(bert_tok, TOOLS, asked, out).completion == render(bert_tok, TOOLS, other, out).completion
+    assert "request" not in render(bert_tok, TOOLS, asked, CALL_JSON).completion
 
 
 def test_plain_form_spells_out_a_value_kind_its_schema_does_not_name(bert_tok):
@@ -230,8 +224,8 @@ def test_plain_form_spells_out_a_value_kind_its_schema_does_not_name(bert_tok):
     assert kind_mark(True, {"type": "integer"}) == " (boolean)" and kind_mark(1, {"type": "boolean"}) == " (integer)"
     tools = [{"name": "f", "parameters": {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]}}]
     conv = [{"role": "user", "content": "use 40"}]
-    assert '  n: integer = "40" (string) (in request)' in render(bert_tok, tools, conv, '[{"name": "f", "arguments": {"n": "40"}}]').completion
-    assert render(bert_tok, tools, conv, '[{"name": "f", "arguments": {"n": 40}}]').completion == " f\n  n: integer = 40 (in request)"
+    assert '  n: integer = "40" (string)' in render(bert_tok, tools, conv, '[{"name": "f", "arguments": {"n": "40"}}]').completion
+    assert render(bert_tok, tools, conv, '[{"name": "f", "arguments": {"n": 40}}]').completion == " f\n  n: integer = 40"
 
 
 def test_plain_form_lists_request_numbers_no_argument_carries(bert_tok):
@@ -259,7 +253,7 @@ def test_plain_form_names_unset_optionals_on_one_line_for_very_wide_schemas(bert
     wide = [{"name": "find", "parameters": {"type": "object", "properties": props, "required": ["city"]}}]
     out = render(bert_tok, wide, CONV, '[{"name": "find", "arguments": {"city": "Paris", "option_3": "value1"}}]').completion
     assert len(out) < FORM_MAX_CHARS and out.count("(not given)") == 0
-    assert '  option_3?: string' in out and '= "value1"' in out and '  city: string = "Paris" (in request)' in out
+    assert '  option_3?: string' in out and '= "value1"' in out and '  city: string = "Paris"' in out
     unset = ", ".join(f"option_{i}" for i in range(14) if i != 3)
     assert f"  (optional, not given: {unset})" in out
     # a narrow schema keeps one line per parameter

@@ -197,6 +197,29 @@ def test_over_long_completion_is_nan_and_counted(qwen_dir):
     assert scorer.stats["over_long"] == 1
 
 
+def test_over_long_completion_is_scored_within_overflow_length(qwen_dir, tmp_path):
+    """The trainer's rule (`models.prompt_room`): a completion too long for max_length is scored
+    at up to overflow_length tokens, the same ids the trainer builds; the model's training value is
+    the default (train_config.yaml), an explicit 0 turns it off."""
+    prompt, long_c = "short prompt " * 20, "word " * 30  # ~120 tokens: over 32, within 256
+    scorer = RewardScorer(qwen_dir, max_length=32, overflow_length=256)
+    out = scorer.score_texts([prompt, prompt], [long_c, "ok"])
+    assert all(math.isfinite(x) for x in out) and scorer.stats["overflowed"] == 1
+    ids, _ = encode_for_reward(scorer.tokenizer, prompt, long_c, 32, scorer.min_prompt_tokens, overflow_length=256)
+    assert 32 < len(ids) <= 256 and out[0] == pytest.approx(_reference(scorer.model, ids), abs=1e-4)
+    # the model folder's training value is the default; an explicit 0 is off
+    import shutil
+
+    d = tmp_path / "rm"
+    shutil.copytree(qwen_dir, d)
+    (d / "train_config.yaml").write_text("data:\n  max_length: 32\n  overflow_length: 256\n")
+    trained = RewardScorer(str(d))
+    assert (trained.max_length, trained.overflow_length) == (32, 256)
+    assert math.isfinite(trained.score_texts([prompt], [long_c])[0])
+    off = RewardScorer(str(d), overflow_length=0)
+    assert math.isnan(off.score_texts([prompt], [long_c])[0]) and off.stats["over_long"] == 1
+
+
 # --- encoders ----------------------------------------------------------------------------------
 
 def test_encoder_falls_back_to_full_sequences(bert_dir):
@@ -217,6 +240,9 @@ def test_encoder_falls_back_to_full_sequences(bert_dir):
 def test_max_length_is_capped_at_the_model_positions(bert_dir):
     scorer = RewardScorer(bert_dir, max_length=4096)
     assert scorer.max_length == 512
+    # so is the longer limit for long calls; one not above max_length is off
+    assert RewardScorer(bert_dir, max_length=320, overflow_length=4096).overflow_length == 512
+    assert RewardScorer(bert_dir, max_length=320, overflow_length=300).overflow_length == 0
 
 
 # --- errors ------------------------------------------------------------------------------------

@@ -103,7 +103,7 @@ def test_generate_and_bench_share_one_split_config():
     assert GenerateConfig().splits == BenchConfig().splits == SplitConfig()
     for name in ("cpu.yaml", "gpu.yaml"):
         assert load_config(GenerateConfig, f"configs/generate/{name}").splits == bench, name
-    assert bench.validation_fraction == 0.1
+    assert bench.validation_fraction == 0.25
 
 
 @pytest.mark.parametrize("override, new_key", [

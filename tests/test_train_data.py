@@ -73,6 +73,35 @@ def test_call_longer_than_max_length_is_over_long(tok):
     assert out["status"] == "over_long" and out["detail"] == "rejected"
 
 
+def test_call_over_max_length_is_kept_within_overflow_length(tok):
+    """A call that does not fit max_length (several parallel calls, a wide schema) is kept at up
+    to overflow_length tokens, whole, beside as much of the prompt as still fits; one longer than
+    that is still over-long."""
+    calls = [{"name": "get_weather", "arguments": {"city": c}} for c in ("Paris", "Lyon", "Nice", "Lille") * 4]
+    long_call = json.dumps(calls)
+    assert tokenize_pair(_row(chosen_output=long_call), tok, max_length=64)["status"] == "over_long"
+    out = tokenize_pair(_row(chosen_output=long_call), tok, max_length=64, overflow_length=512)
+    assert out["status"] == "ok"
+    completion = render(tok, TOOLS, CONV, long_call).completion
+    c_ids = tok(completion, add_special_tokens=False)["input_ids"]
+    pre, post = special_wrap(tok)
+    assert 64 < len(out["chosen_ids"]) <= 512 and len(out["rejected_ids"]) <= 64  # only the long side grows
+    assert out["chosen_ids"][len(pre):len(out["chosen_ids"]) - len(post)][-len(c_ids):] == c_ids
+    huge = json.dumps([{"name": "get_weather", "arguments": {f"a{i}": i for i in range(400)}}])
+    assert tokenize_pair(_row(rejected_output=huge), tok, max_length=64, overflow_length=512)["status"] == "over_long"
+
+
+def test_prompt_room_rule():
+    from fcrm_ray.models import prompt_room
+
+    # (max_length, specials, prompt, completion, min_prompt, overflow) -> room for the prompt
+    assert prompt_room(64, 2, 100, 30, 16) == 32  # fits: the prompt is cut to the rest
+    assert prompt_room(64, 2, 100, 50, 16) is None  # 12 < 16 left, no overflow
+    assert prompt_room(64, 2, 100, 50, 16, overflow_length=128) == 76  # overflow: room within 128
+    assert prompt_room(64, 2, 5, 55, 16) == 7  # a short prompt needs only its own length
+    assert prompt_room(64, 2, 100, 120, 16, overflow_length=128) is None  # too long for both
+
+
 def test_length_grouped_batches_cover_rows_once_and_cut_padding():
     rng = np.random.default_rng(0)
     lengths = list(rng.integers(10, 500, size=400))

@@ -19,6 +19,9 @@ class ScorerConfig:
     # Tokens of prompt + candidate. None = the `data.max_length` the model was trained with (its
     # train_config.yaml): the one place a model family sets it is its training YAML.
     max_length: int | None = None
+    # A call too long for max_length is scored at up to this many tokens instead of left unscored.
+    # None = the model's training value (`data.overflow_length` in its train_config.yaml); 0 = off.
+    overflow_length: int | None = None
     batch_size: int = 16  # sequences (candidates) per forward pass
     device: str = "cpu"  # cpu | cuda | cuda:N
     dtype: str = "float32"  # weights: float32 | bfloat16 | float16
@@ -30,6 +33,9 @@ class ScorerConfig:
             raise ConfigError(f"config key `{prefix}batch_size` must be >= 1, got {self.batch_size}")
         if self.max_length is not None and self.max_length < 16:
             raise ConfigError(f"config key `{prefix}max_length` must be >= 16 (or null = the model's), got {self.max_length}")
+        if self.overflow_length is not None and self.overflow_length < 0:
+            raise ConfigError(f"config key `{prefix}overflow_length` must be >= 0 (0 = off, null = the model's), "
+                              f"got {self.overflow_length}")
         if self.device not in DEVICES and not self.device.startswith("cuda:"):
             raise ConfigError(f"config key `{prefix}device`: expected cpu or cuda, got {self.device!r}")
         if self.dtype not in DTYPES:
@@ -39,5 +45,6 @@ class ScorerConfig:
 
     def scorer_kwargs(self) -> dict[str, Any]:
         """Keyword arguments of `fcrm_ray.scoring.RewardScorer(path, **kwargs)`."""
-        return {"batch_size": self.batch_size, "max_length": self.max_length, "device": self.device,
+        return {"batch_size": self.batch_size, "max_length": self.max_length,
+                "overflow_length": self.overflow_length, "device": self.device,
                 "dtype": self.dtype, "autocast": self.autocast, "trust_remote_code": self.trust_remote_code}

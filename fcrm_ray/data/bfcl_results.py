@@ -106,6 +106,16 @@ MODEL_LICENCES: dict[str, tuple[str, bool]] = {
     # open-weight models of later public result sets (e.g. bbrowning/bfcl-vllm-results, BFCL v4)
     "openai_gpt-oss-20b": ("Apache-2.0", True),
     "openai_gpt-oss-120b": ("Apache-2.0", True),
+    # aaronwu901225main/gorilla (BFCL v3, 8B-class models, 2025); `-FC` runs share the entry
+    "Qwen_Qwen3-8B": ("Apache-2.0", True),
+    "meta-llama_Llama-3.1-8B-Instruct": ("Llama 3.1 Community", True),
+    "watt-ai_watt-tool-8B": ("Apache-2.0 (Llama 3.1 fine-tune)", True),
+    "Salesforce_Llama-xLAM-2-8b-fc-r": ("CC-BY-NC-4.0", False),
+    "mistralai_Ministral-8B-Instruct-2410": ("Mistral Research Licence", False),
+    # licence not verified here: evaluation only until someone checks it
+    "BitAgent_BitAgent-8B": ("unverified", False),
+    "Team-ACE_ToolACE-2-8B": ("unverified", False),
+    "uiuc-convai_CoALM-8B": ("unverified", False),
 }
 # API-only model families: provider terms, evaluation only
 _API_PREFIXES = ("gpt-", "claude-", "gemini-", "mistral-medium", "mistral-small", "yi-large")
@@ -121,7 +131,8 @@ def model_licence(model: str) -> tuple[str, bool]:
     return "unknown", False
 
 
-_FAMILIES = (("gpt-oss", "openai-gpt-oss"), ("gpt-", "openai-gpt"), ("claude", "anthropic-claude"), ("gemini", "google-gemini"),
+_FAMILIES = (("gpt-oss", "openai-gpt-oss"), ("qwen", "qwen"), ("watt-tool", "watt-tool"), ("toolace", "toolace"),
+             ("bitagent", "bitagent"), ("coalm", "coalm"), ("ministral", "mistral"), ("gpt-", "openai-gpt"), ("claude", "anthropic-claude"), ("gemini", "google-gemini"),
              ("gemma", "google-gemma"), ("xlam", "salesforce-xlam"), ("functionary", "meetkai-functionary"),
              ("granite", "ibm-granite"), ("command-r", "cohere-command-r"), ("llama-3", "llama-3"),
              ("mistral", "mistral"), ("mixtral", "mistral"), ("firefunction", "fireworks-firefunction"),

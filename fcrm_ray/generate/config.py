@@ -248,7 +248,7 @@ class GenerateConfig:
     RENAMED: ClassVar[dict[str, str]] = {
         "output.dir": "`out` (--out), the one output key of every stage",
         "split.strategy": "`splits.mode` (out_of_domain -> by_category, random -> by_example)",
-        "split.validation_fraction": "`splits.validation_fraction` (default 0.1, as in `fcrm bench build`)",
+        "split.validation_fraction": "`splits.validation_fraction` (default 0.25, as in `fcrm bench build`)",
         "split.test_fraction": "`splits.test_fraction`",
         "split.test_categories": "`splits.test_categories`",
         "split.seed": "`splits.seed`",

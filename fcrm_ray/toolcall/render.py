@@ -26,20 +26,23 @@ Two renderings:
        lcm(a: integer; b: integer) - Least common multiple.
        [USER] What is the gcd of 12 and 15?
        [CALL] gcd
-         a: integer = 12.0 (float) (in request) - First number.
-         b: integer = 12 (in request) - Second number.
+         a: integer = 12.0 (float) - First number.
+         b: integer = 12 - Second number.
          verbose?: boolean = (not given; default false)
        (numbers in request not used: 15)
 
    Catalog: required parameters bare, optional ones with `?`, enums in braces, defaults after
    `=`. Form (`call_form`): one line per schema parameter with its type, the given value as a JSON
    literal or `(not given)`, the value's kind when the schema type does not name it (`kind_mark`:
-   `(float)`, `(string)`, ...), whether the value is written in the conversation (`(in request)` /
-   `(not in request)`, `Grounding`), and the first words of its description; then `(not a
+   `(float)`, `(string)`, ...) and the first words of its description; then `(not a
    parameter)` lines for arguments the schema lacks, and `(not in [TOOLS])` after an unknown
    function. After the last call, the numbers of the user's request that no argument carries
    (`Grounding.unused_numbers`): a value taken from the wrong span of the request, a dropped call
-   or parameter leaves one. (A names line of the same kind, capitalised request words that no
+   or parameter leaves one. (Per-value `(in request)` / `(not in request)` marks, a literal
+   substring test, were removed: real answers follow conventions the request does not spell
+   ("GB" for "UK", "San Francisco, CA", "AAPL" for "Apple"), the marks taught the RM to prefer
+   the literal copy, and on the real-output validation split the form without them ranked
+   better; benchmarks/RESULTS.md. A names line of the same kind, capitalised request words that no
    argument carries, was tried and removed: validation tied, and the CPU quickstart's held-out
    pairwise fell 0.908 -> 0.823 with it; benchmarks/RESULTS.md.) A very wide schema's unset
    optional parameters share one line, so its form fits the encoder. Each value sits next to what the schema says about it, and an absent
@@ -259,24 +262,15 @@ def _leaf_values(calls: Sequence[ToolCall]) -> Iterable[Any]:
 
 
 class Grounding:
-    """Whether an argument value is written in the conversation: strings as case-insensitive
-    substrings (whitespace collapsed), numbers against the numbers in the text (`5,000` = 5000),
-    lists when every element is. Marks what a small encoder cannot easily check by attention: a
-    value copied from the request vs one that was changed or made up. Booleans, null, objects
-    and empty strings are not marked (they are rarely written literally)."""
+    """The numbers the user wrote (`5,000` = 5000, `6%` also 0.06), to list those that no argument
+    carries (`unused_numbers`). Numbers, not words: a number is copied literally or not at all,
+    while a name or place is often rewritten by convention ("GB" for "UK")."""
 
     # a number: optional sign (not the dash of a range: "3-5" is 3 and 5), digits with thousands
     # commas (not a trailing comma), decimals, optional percent sign (group 1)
     _NUM = re.compile(r"(?<![\d.])-?\d(?:[\d,]*\d)?(?:\.\d+)?(%?)")
 
     def __init__(self, messages: Sequence[Mapping]):
-        text = " ".join(str(m.get("content") or "") for m in messages)
-        self.text = " ".join(text.lower().split())
-        self.numbers = set()
-        for _, x, percent in self._parse_numbers(text):
-            self.numbers.add(x)
-            if percent:  # "6%" is also 0.06
-                self.numbers.add(round(x / 100, 12))
         # (surface, value, is_percent) of the numbers in the user's messages, in order
         self.user_numbers = [n for m in messages if str(m.get("role", "user")) == "user"
                              for n in self._parse_numbers(str(m.get("content") or ""))]
@@ -292,25 +286,11 @@ class Grounding:
                 continue
         return out
 
-    def found(self, value: Any) -> bool | None:
-        if isinstance(value, bool) or value is None:
-            return None
-        if isinstance(value, (int, float)):
-            return float(value) in self.numbers
-        if isinstance(value, str):
-            v = " ".join(value.lower().split())
-            return (v in self.text) if v else None
-        if isinstance(value, list) and value:
-            marks = [self.found(x) for x in value]
-            return None if any(m is None for m in marks) else all(marks)
-        return None
-
     def unused_numbers(self, calls: Sequence[ToolCall], limit: int = 8) -> list[str]:
         """Numbers the user wrote that no argument of `calls` carries (compared by absolute
         value, so "3-5 days" offers 5; a number inside a string argument counts as carried:
-        "x**3"), in request order, at most `limit`. The reverse of the per-value marks: a
-        value taken from the wrong span, a dropped call or parameter leaves a request number
-        unused."""
+        "x**3"), in request order, at most `limit`. A value taken from the wrong span, a dropped
+        call or parameter leaves a request number unused."""
         carried: set[float] = set()
         for v in _leaf_values(calls):
             if isinstance(v, bool) or v is None:
@@ -325,10 +305,6 @@ class Grounding:
             if not used and surface not in out:
                 out.append(surface)
         return out[:limit]
-
-    def mark(self, value: Any) -> str:
-        hit = self.found(value)
-        return "" if hit is None else (" (in request)" if hit else " (not in request)")
 
 
 _KIND_MATCHES = {"integer": {"integer"}, "number": {"integer", "float"}, "string": {"string"},
@@ -355,19 +331,17 @@ def kind_mark(value: Any, schema: Mapping) -> str:
     return f" ({kind})"
 
 
-def call_form(call: ToolCall, specs: Sequence[ToolSpec], descriptions: bool = True,
-              grounding: Grounding | None = None, compact: bool = False) -> str:
+def call_form(call: ToolCall, specs: Sequence[ToolSpec], descriptions: bool = True, compact: bool = False) -> str:
     """One call as a filled-in form of its tool's schema: the function name, then one line per
     schema parameter (given value, or `(not given)` with the default), then arguments the schema
     does not have. Puts each value next to its parameter's type (and, with `descriptions`, the
     first words of its description: for parameters that are set or required; an unset optional
     one gets name, type and default only), and makes an absent parameter as visible as a present
     one."""
-    mark = grounding.mark if grounding is not None else (lambda v: "")
     spec = next((t for t in specs if t.name == call.name), None)
     if spec is None:
         return "\n".join([f"{call.name} (not in [TOOLS])"]
-                         + [f"  {k} = {_value(v)}{mark(v)}" for k, v in call.arguments.items()])
+                         + [f"  {k} = {_value(v)}" for k, v in call.arguments.items()])
     required = set(spec.required)
     lines = [call.name]
     unset: list[str] = []
@@ -377,7 +351,7 @@ def call_form(call: ToolCall, specs: Sequence[ToolSpec], descriptions: bool = Tr
             unset.append(name)  # one summary line below instead of a line each
             continue
         if name in call.arguments:
-            given = _value(call.arguments[name]) + kind_mark(call.arguments[name], schema) + mark(call.arguments[name])
+            given = _value(call.arguments[name]) + kind_mark(call.arguments[name], schema)
         else:
             given = "(not given" + (f"; default {_value(schema['default'])})" if "default" in schema else ")")
         line = f"  {name}{'' if name in required else '?'}: {_type_str(schema, FORM_ENUM_VALUES)} = {given}"
@@ -386,12 +360,12 @@ def call_form(call: ToolCall, specs: Sequence[ToolSpec], descriptions: bool = Tr
         lines.append(line)
     if unset:
         lines.append("  (optional, not given: " + ", ".join(unset) + ")")
-    lines += [f"  {k} (not a parameter) = {_value(v)}{mark(v)}" for k, v in call.arguments.items()
+    lines += [f"  {k} (not a parameter) = {_value(v)}" for k, v in call.arguments.items()
               if k not in spec.properties]
     return "\n".join(lines)
 
 
-def calls_form(calls: Sequence[ToolCall], specs: Sequence[ToolSpec], grounding: Grounding | None = None) -> str:
+def calls_form(calls: Sequence[ToolCall], specs: Sequence[ToolSpec]) -> str:
     """All calls' forms, `[CALL]`-separated. Parameter descriptions go with the first call of each
     function only, and a call whose form would pass `FORM_MAX_CHARS` (a wide schema) is written
     without them, and if still too long with its unset optional parameters named on one line, so
@@ -402,11 +376,11 @@ def calls_form(calls: Sequence[ToolCall], specs: Sequence[ToolSpec], grounding: 
     seen: set[str] = set()
     forms = []
     for c in calls:
-        form = call_form(c, specs, descriptions=c.name not in seen, grounding=grounding)
+        form = call_form(c, specs, descriptions=c.name not in seen)
         if len(form) > FORM_MAX_CHARS:
-            form = call_form(c, specs, descriptions=False, grounding=grounding)
+            form = call_form(c, specs, descriptions=False)
         if len(form) > FORM_MAX_CHARS:  # a very wide schema: unset optional parameters on one line
-            form = call_form(c, specs, descriptions=False, grounding=grounding, compact=True)
+            form = call_form(c, specs, descriptions=False, compact=True)
         seen.add(c.name)
         forms.append(form)
     return "\n[CALL] ".join(forms)
@@ -426,9 +400,8 @@ def _render_plain(specs: Sequence[ToolSpec], messages: list[dict], calls: list[T
     elif not calls:
         completion = " (no call)"
     else:
-        grounding = Grounding(messages)
-        completion = " " + calls_form(calls, specs, grounding)
-        unused = grounding.unused_numbers(calls)
+        completion = " " + calls_form(calls, specs)
+        unused = Grounding(messages).unused_numbers(calls)
         if unused:
             completion += "\n(numbers in request not used: " + ", ".join(unused) + ")"
     return prompt, completion

@@ -49,6 +49,10 @@ class DataConfig:
     extra_eval_splits: list[str] = field(default_factory=lambda: ["test_obfuscated"])
     max_length: int = 512  # tokens of prompt + call; the prompt (catalog side) is cut first
     min_prompt_tokens: int = 16  # a call longer than max_length - this -> quarantined as over-long
+    # ... unless it fits this longer limit (0 = off): a long call (several parallel calls, a wide
+    # schema) is kept at up to overflow_length tokens instead of dropped (`models.prompt_room`);
+    # scoring reads it from train_config.yaml, so every stage applies the same rule
+    overflow_length: int = 0
     max_train_rows: int = 0  # 0 = all (smoke runs: a few hundred; short runs: about max_steps x batch)
     # which rows a `max_train_rows` cap keeps (`train.data.balanced_subset`): strata by these
     # columns get shares proportional to count ** balance_power (1 = the natural mix, 0 = equal)
@@ -81,6 +85,9 @@ class DataConfig:
             raise ConfigError(f"config key `data.max_length` must be >= 32, got {self.max_length}")
         if not 0 <= self.min_prompt_tokens < self.max_length:
             raise ConfigError("config key `data.min_prompt_tokens` must be in [0, data.max_length)")
+        if self.overflow_length and self.overflow_length <= self.max_length:
+            raise ConfigError(f"config key `data.overflow_length` must be 0 (off) or > data.max_length "
+                              f"({self.max_length}), got {self.overflow_length}")
         for key in ("max_train_rows", "max_validation_rows", "max_eval_rows", "max_test_rows"):
             if getattr(self, key) < 0:
                 raise ConfigError(f"config key `data.{key}` must be >= 0")

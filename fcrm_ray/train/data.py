@@ -50,7 +50,8 @@ def _is_bad_text(text: str) -> bool:
     return False
 
 
-def tokenize_pair(row: Mapping, tokenizer: Any, max_length: int, min_prompt_tokens: int = 16) -> dict:
+def tokenize_pair(row: Mapping, tokenizer: Any, max_length: int, min_prompt_tokens: int = 16,
+                  overflow_length: int = 0) -> dict:
     """One pair row -> {status, detail, chosen_ids, rejected_ids, truncated, n_tokens, *meta}."""
     out = {c: row.get(c) for c in META_COLUMNS}
     out.update(status=STATUS_OK, detail="", chosen_ids=[], rejected_ids=[], truncated=False, n_tokens=0)
@@ -75,8 +76,8 @@ def tokenize_pair(row: Mapping, tokenizer: Any, max_length: int, min_prompt_toke
         # e.g. an `incorrect_output_format` rejection that parses to the same calls: canonical
         # rendering removes the only difference, so the pair teaches nothing.
         return bad("identical_rendering")
-    c_ids, c_trunc = encode_for_reward(tokenizer, rc.prompt, rc.completion, max_length, min_prompt_tokens)
-    r_ids, r_trunc = encode_for_reward(tokenizer, rr.prompt, rr.completion, max_length, min_prompt_tokens)
+    c_ids, c_trunc = encode_for_reward(tokenizer, rc.prompt, rc.completion, max_length, min_prompt_tokens, overflow_length)
+    r_ids, r_trunc = encode_for_reward(tokenizer, rr.prompt, rr.completion, max_length, min_prompt_tokens, overflow_length)
     if c_ids is None or r_ids is None:
         return bad("over_long", "chosen" if c_ids is None else "rejected")
     out.update(chosen_ids=c_ids, rejected_ids=r_ids, truncated=bool(c_trunc or r_trunc),
@@ -85,10 +86,10 @@ def tokenize_pair(row: Mapping, tokenizer: Any, max_length: int, min_prompt_toke
 
 
 def tokenize_batch(batch, tokenizer_path: str, max_length: int, min_prompt_tokens: int = 16,
-                   trust_remote_code: bool = False):
+                   trust_remote_code: bool = False, overflow_length: int = 0):
     """Ray Data `map_batches` function (batch_format="pyarrow")."""
     tok = load_tokenizer(tokenizer_path, trust_remote_code)
-    rows = [tokenize_pair(r, tok, max_length, min_prompt_tokens) for r in batch.to_pylist()]
+    rows = [tokenize_pair(r, tok, max_length, min_prompt_tokens, overflow_length) for r in batch.to_pylist()]
     return pa.Table.from_pylist(rows, schema=tokenized_schema())
 
 

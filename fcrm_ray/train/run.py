@@ -26,6 +26,7 @@ Features and the flags that turn them on:
 | dropout off while training (as TRL/OpenRLHF) | `model.disable_dropout=true` (default)                 |
 | length-grouped micro-batches              | `data.length_group_size=N` (1 = plain shuffle)            |
 | truncation keeping the call (catalog cut) | `data.max_length`, `data.min_prompt_tokens`               |
+| long calls kept at a longer limit         | `data.overflow_length` (0 = dropped as over-long)         |
 | periodic validation (overall, per error type) | `train.eval_every=N`, `data.max_eval_rows=N`, `data.max_validation_rows=N` |
 | a balanced subset of the train pairs      | `data.max_train_rows`, `data.balance_by`, `data.balance_power` |
 | training on several pair sets (bench + generate) | `data.train_path`, `data.extra_train_paths=[...]`       |
@@ -108,7 +109,7 @@ def prepare_datasets(cfg: TrainConfig, model_path: str, quarantine: Quarantine) 
         ds = ray.data.from_items(rows).map_batches(
             tokenize_batch, batch_format="pyarrow", batch_size=128,
             fn_kwargs={"tokenizer_path": model_path, "max_length": d.max_length,
-                       "min_prompt_tokens": d.min_prompt_tokens,
+                       "min_prompt_tokens": d.min_prompt_tokens, "overflow_length": d.overflow_length,
                        "trust_remote_code": cfg.model.trust_remote_code}).materialize()
         status = Counter()
         truncated = 0
