@@ -480,7 +480,7 @@ def _progress(total: int, desc: str):
     return tqdm(total=total, desc=desc, unit="seq", mininterval=5.0, dynamic_ncols=True)
 
 
-def trained_max_length(model_path: str, key: str = "max_length") -> int | None:
+def trained_data_setting(model_path: str, key: str) -> int | None:
     """`data.<key>` (a positive int: `max_length`, `overflow_length`) from the model folder's
     `train_config.yaml` (written by `fcrm train`)."""
     f = Path(resolve_model_path(str(model_path))) / "train_config.yaml"
@@ -496,7 +496,7 @@ def trained_max_length(model_path: str, key: str = "max_length") -> int | None:
 
 def resolve_max_length(model_path: str, requested: int | None) -> int:
     """The scoring truncation: the training value unless `requested` says otherwise (warned)."""
-    trained = trained_max_length(model_path)
+    trained = trained_data_setting(model_path, "max_length")
     if requested is None:
         return trained or 1024
     if trained is not None and int(requested) != trained:
@@ -509,7 +509,7 @@ def resolve_overflow_length(model_path: str, requested: int | None) -> int:
     """The longer limit for a call that does not fit max_length (`models.prompt_room`): the
     training value (`data.overflow_length`, 0 = off) unless `requested` says otherwise."""
     if requested is None:
-        return trained_max_length(model_path, "overflow_length") or 0
+        return trained_data_setting(model_path, "overflow_length") or 0
     return max(0, int(requested))
 
 

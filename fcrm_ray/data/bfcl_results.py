@@ -132,7 +132,8 @@ def model_licence(model: str) -> tuple[str, bool]:
 
 
 _FAMILIES = (("gpt-oss", "openai-gpt-oss"), ("qwen", "qwen"), ("watt-tool", "watt-tool"), ("toolace", "toolace"),
-             ("bitagent", "bitagent"), ("coalm", "coalm"), ("ministral", "mistral"), ("gpt-", "openai-gpt"), ("claude", "anthropic-claude"), ("gemini", "google-gemini"),
+             ("bitagent", "bitagent"), ("coalm", "coalm"), ("ministral", "mistral"), ("gpt-", "openai-gpt"),
+             ("claude", "anthropic-claude"), ("gemini", "google-gemini"),
              ("gemma", "google-gemma"), ("xlam", "salesforce-xlam"), ("functionary", "meetkai-functionary"),
              ("granite", "ibm-granite"), ("command-r", "cohere-command-r"), ("llama-3", "llama-3"),
              ("mistral", "mistral"), ("mixtral", "mistral"), ("firefunction", "fireworks-firefunction"),
