@@ -36,3 +36,17 @@ def test_a_process_left_running_is_stopped_and_listed(tmp_path):
     finally:
         outsider.kill()
         outsider.wait()
+
+
+def test_the_session_exit_status_survives_the_early_exit(tmp_path):
+    """conftest ends the process in pytest_unconfigure (os._exit): a failing test must still give
+    pytest's failure code and its summary must be printed."""
+    shutil.copy(CONFTEST, tmp_path / "conftest.py")
+    (tmp_path / "test_fails.py").write_text(
+        "def test_fails(tmp_path):\n"
+        "    assert tmp_path.exists()\n"
+        "    assert False, 'on purpose'\n")
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(tmp_path / "test_fails.py")],
+                       capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "1 failed" in r.stdout
