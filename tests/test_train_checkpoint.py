@@ -2,7 +2,8 @@
 
 import json
 
-from fcrm_ray.train.checkpoint import CKPT_META, checkpoint_problem, files_under, write_manifest
+from fcrm_ray.train.checkpoint import (CKPT_META, checkpoint_problem, files_under, foreign_checkpoints, identity_changes,
+                                       run_identity, write_manifest)
 
 
 def _checkpoint(d, world=2):
@@ -58,3 +59,26 @@ def test_files_under_lists_nested_files(tmp_path):
     d = _checkpoint(tmp_path / "c")
     names = sorted(str(p.relative_to(d)) for p in files_under(d))
     assert names == ["ds/shard0.pt", "ds/shard1.pt", "manifest-rank0.json", "manifest-rank1.json", "meta.json"]
+
+
+def test_run_identity_keeps_what_decides_the_model():
+    cfg = {"model": {"path": "m"}, "data": {"train_path": "a", "max_eval_rows": 100},
+           "train": {"lr": 1e-4, "num_threads": 2, "autocast": "auto"}, "ckpt": {"name": "x"}}
+    ident = run_identity(cfg)
+    assert ident == {"model.path": "m", "data.train_path": "a", "train.lr": 1e-4}
+    other = run_identity({**cfg, "data": {"train_path": "b", "max_eval_rows": 5},
+                          "train": {"lr": 1e-4, "num_threads": 1, "autocast": "none"}})
+    assert identity_changes(ident, other) == ["data.train_path: 'a' -> 'b'"]
+    assert identity_changes(ident, ident) == []
+    assert identity_changes(None, other) == []  # written before identities were recorded
+
+
+def test_foreign_checkpoints_name_the_differing_keys(tmp_path):
+    ident = {"data.train_path": "a", "train.lr": 1e-4}
+    for name, saved in (("checkpoint_0000002", ident), ("checkpoint_0000004", {**ident, "train.lr": 3e-4})):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / CKPT_META).write_text(json.dumps({"step": 2, "run": saved}))
+    (tmp_path / "checkpoint_0000006").mkdir()
+    (tmp_path / "checkpoint_0000006" / CKPT_META).write_text("{not json")  # skipped here, reported at restore
+    assert foreign_checkpoints(tmp_path, ident) == ["checkpoint_0000004: train.lr: 0.0003 -> 0.0001"]
+    assert foreign_checkpoints(tmp_path / "absent", ident) == []

@@ -175,3 +175,9 @@ def test_corrupt_latest_checkpoint_is_skipped_on_resume(ray_cluster, workdir):
     assert "state.pt has" in skipped[0]["reason"] and "truncated" in skipped[0]["reason"]
     assert [h["step"] for h in hist if h.get("event") == "resumed"] == [2]
     assert [h["step"] for h in hist if "train/loss" in h][-1] == 8
+
+    # the same ckpt.name with other settings would resume a model trained on something else: refused
+    from fcrm_ray.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"train\.lr: 0\.002 -> 0\.001"):
+        main(args + ["train.lr=1e-3"])

@@ -2,7 +2,7 @@
 
 A checkpoint folder (one per `ray.train.report`) holds:
 
-    meta.json               step, total_steps, world_size, history (rank 0)
+    meta.json               step, total_steps, world_size, history, run (rank 0)
     state.pt                model/optimizer/scheduler state (strategy `single`/`ddp`, rank 0)
     ds/state/...            DeepSpeed ZeRO shards (strategy `deepspeed`, every rank its own)
     hf/                     the final `save_pretrained` reward model (last checkpoint only)
@@ -12,7 +12,10 @@ Ray Train merges the ranks' folders in storage. A checkpoint is restorable when 
 parses, every rank's manifest is there and every file it lists exists with its recorded size. A
 node that died mid-upload, a full disk or a hand-edited folder fails that check, and the loop
 skips the checkpoint with the reason (see `loop.Trainer._restore`) instead of crashing on it in
-every restart. Pure: no torch or Ray.
+every restart. `meta.json` also records the run's identity (`run_identity`: the model, data and
+optimisation settings); a run that finds checkpoints of a different identity under its
+`ckpt.storage_path`/`ckpt.name` stops with the keys that differ instead of resuming someone
+else's model (`identity_changes`). Pure: no torch or Ray.
 """
 
 from __future__ import annotations
@@ -26,6 +29,49 @@ DS_DIR = "ds"
 DS_TAG = "state"
 TORCH_STATE = "state.pt"
 MANIFEST = "manifest-rank{rank}.json"
+
+
+# Keys that do not change what a run trains: evaluation sizes, logging, threads, precision (a resume
+# on other hardware may resolve autocast differently), the fault-injection hook.
+_NOT_IDENTITY = {"data.quarantine_path", "data.max_validation_rows", "data.max_eval_rows", "data.max_test_rows",
+                 "data.extra_eval_splits", "train.eval_every", "train.log_every", "train.num_threads",
+                 "train.autocast", "train.share_prompt", "train.fault_inject_step"}
+
+
+def run_identity(cfg: dict) -> dict:
+    """The flattened `model.*`, `data.*` and `train.*` settings of a training config (a plain
+    dict) that decide which model a run produces; what a resume must agree with."""
+    out = {}
+    for section in ("model", "data", "train"):
+        for key, value in (cfg.get(section) or {}).items():
+            name = f"{section}.{key}"
+            if name not in _NOT_IDENTITY:
+                out[name] = value
+    return out
+
+
+def identity_changes(saved: dict | None, current: dict) -> list[str]:
+    """`key: saved -> current` for every identity key that differs (none for checkpoints written
+    before identities were recorded)."""
+    if not saved:
+        return []
+    return [f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in sorted(set(saved) | set(current))
+            if saved.get(k) != current.get(k)]
+
+
+def foreign_checkpoints(run_dir: str | Path, identity: dict) -> list[str]:
+    """For a local run folder (`<ckpt.storage_path>/<ckpt.name>`): one line per checkpoint in it
+    whose recorded identity differs from `identity`, naming the keys that differ."""
+    lines = []
+    for meta_path in sorted(Path(run_dir).glob(f"checkpoint_*/{CKPT_META}")):
+        try:
+            saved = json.loads(meta_path.read_text()).get("run")
+        except (OSError, ValueError, AttributeError):
+            continue  # an unreadable checkpoint is skipped at restore with its reason
+        changes = identity_changes(saved, identity)
+        if changes:
+            lines.append(f"{meta_path.parent.name}: {'; '.join(changes)}")
+    return lines
 
 
 def write_manifest(d: str | Path, rank: int, files: list[Path]) -> None:

@@ -45,7 +45,7 @@ from fcrm_ray.hardware import resolve_autocast, set_torch_threads
 from fcrm_ray.models import forward_rewards, init_reward_model, keep_head_fp32, mark_reward_config
 from fcrm_ray.train import faults
 from fcrm_ray.train.checkpoint import (CKPT_META, DS_DIR, DS_TAG, HF_DIR, TORCH_STATE, checkpoint_problem,
-                                       files_under, write_manifest)
+                                       files_under, identity_changes, run_identity, write_manifest)
 from fcrm_ray.train.config import config_from_dict
 from fcrm_ray.train.data import collate_pairs, cycle_epochs, eval_batches
 from fcrm_ray.train.deepspeed_config import build_deepspeed_config
@@ -240,6 +240,11 @@ class _WorkerTrainer:
             with ckpt.as_directory() as d:
                 problem = checkpoint_problem(d)
                 if problem is None:
+                    changes = identity_changes(json.loads((Path(d) / CKPT_META).read_text()).get("run"),
+                                               run_identity(to_dict(self.cfg)))
+                    if changes:  # the driver checks local storage first; this covers cloud storage
+                        raise RuntimeError(f"checkpoint {ckpt.path} belongs to a run with other settings "
+                                           f"({'; '.join(changes)}); use another ckpt.name")
                     try:
                         meta = self._load_state(Path(d))
                     except Exception as e:  # e.g. a corrupt state.pt of the recorded size
@@ -306,7 +311,7 @@ class _WorkerTrainer:
             if self.rank == 0:
                 (Path(d) / CKPT_META).write_text(json.dumps(
                     {"step": self.step, "total_steps": self.total_steps, "world_size": self.world,
-                     "history": self.history}, default=float))
+                     "history": self.history, "run": run_identity(to_dict(self.cfg))}, default=float))
             write_manifest(d, self.rank, files_under(d))
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d),
                              checkpoint_dir_name=self._checkpoint_dir_name(final_hf))

@@ -64,7 +64,7 @@ from fcrm_ray.config import ConfigError, config_arg_parser, parse_config_args, t
 from fcrm_ray.data.pairs import read_pairs
 from fcrm_ray.data.quarantine import Quarantine
 from fcrm_ray.paths import resolve_model_path
-from fcrm_ray.train.checkpoint import CKPT_META, HF_DIR
+from fcrm_ray.train.checkpoint import CKPT_META, HF_DIR, foreign_checkpoints, run_identity
 from fcrm_ray.train.config import TrainConfig
 from fcrm_ray.train.data import STATUS_OK, balanced_subset, tokenize_batch, weighted_subset
 from fcrm_ray.train.loop import train_loop_per_worker
@@ -157,8 +157,23 @@ def _run_config(cfg: TrainConfig) -> RunConfig:
                      failure_config=FailureConfig(max_failures=cfg.scaling.max_failures))
 
 
+def check_resumable(cfg: TrainConfig) -> None:
+    """Re-running with the same `ckpt.storage_path` + `ckpt.name` resumes; refuse when the
+    checkpoints there belong to a run with other model/data/optimisation settings (local storage;
+    the workers check cloud storage at restore)."""
+    if "://" in cfg.ckpt.storage_path:
+        return
+    run_dir = Path(cfg.ckpt.storage_path).resolve() / cfg.ckpt.name
+    foreign = foreign_checkpoints(run_dir, run_identity(to_dict(cfg)))
+    if foreign:
+        raise ConfigError(f"{run_dir} holds checkpoints of a different run, which this one would resume from "
+                          f"({' | '.join(foreign[:3])}); choose another ckpt.name or ckpt.storage_path, or "
+                          f"delete that folder to start over")
+
+
 def run_training(cfg: TrainConfig) -> dict:
     """Everything after config validation; returns the final evaluation dict."""
+    check_resumable(cfg)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     model_path = resolve_model_path(cfg.model.path)
