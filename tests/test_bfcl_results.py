@@ -140,6 +140,10 @@ def test_pairs_and_pools(results_dir, examples):
     pool = next(p for p in pools if p["example_id"] == "parallel_0")
     assert sorted(pool["models"]) == ["gorilla-openfunctions-v2", "modelA-FC"] and len(pool["candidates"]) == 2
     assert br.bon_pools(outs, examples, pool_size=16, seed=0) == pools  # seeded order
+    # the same outputs read in another order (folders listed or given differently), with a second
+    # run of one model and a pool size that must drop some: the same pools
+    twice = outs + [br.ModelOutput(**{**o.__dict__, "output": o.output + " "}) for o in outs]
+    assert br.bon_pools(twice[::-1], examples, pool_size=3, seed=0) == br.bon_pools(twice, examples, pool_size=3, seed=0)
 
 
 def test_bench_build_with_result_folders(tmp_path, results_dir):

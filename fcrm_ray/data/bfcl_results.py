@@ -487,13 +487,17 @@ def real_pairs(outputs: Iterable[ModelOutput], examples: Mapping[str, Example], 
 def bon_pools(outputs: Iterable[ModelOutput], examples: Mapping[str, Example], pool_size: int = 16,
               seed: int = 0, min_models: int = 2) -> list[dict]:
     """One Best-of-N pool per question: up to `pool_size` models' outputs in a seeded model order
-    (`fcrm eval bon --candidates` rows; `models` and `correct` columns say who wrote what)."""
+    (`fcrm eval bon --candidates` rows; `models` and `correct` columns say who wrote what). The
+    order is a function of the SET of outputs (sorted by model and text before the seeded
+    shuffle), not of the order the result folders were given or listed in: a model with several
+    runs has several outputs per question, and with more than `pool_size` outputs the read order
+    decided which ones a pool kept."""
     pools = []
     for ex_id, outs in sorted(_by_example(outputs).items()):
         if len(outs) < min_models:
             continue
         rng = random.Random(f"fcrm-pool:{seed}:{ex_id}")
-        outs = sorted(outs, key=lambda o: o.model)
+        outs = sorted(outs, key=lambda o: (o.model, o.output))
         rng.shuffle(outs)
         outs = outs[:pool_size] if pool_size else outs
         ex = examples[ex_id]
