@@ -144,6 +144,8 @@ def test_pairs_and_pools(results_dir, examples):
     # run of one model and a pool size that must drop some: the same pools
     twice = outs + [br.ModelOutput(**{**o.__dict__, "output": o.output + " "}) for o in outs]
     assert br.bon_pools(twice[::-1], examples, pool_size=3, seed=0) == br.bon_pools(twice, examples, pool_size=3, seed=0)
+    assert (br.real_pairs(twice[::-1], examples, split_of, trainable, max_rejected_per_model=1)
+            == br.real_pairs(twice, examples, split_of, trainable, max_rejected_per_model=1))
 
 
 def test_bench_build_with_result_folders(tmp_path, results_dir):

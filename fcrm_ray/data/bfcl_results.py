@@ -468,7 +468,7 @@ def real_pairs(outputs: Iterable[ModelOutput], examples: Mapping[str, Example], 
         correct = sorted({o.output for o in outs if o.correct})
         per_model: Counter = Counter()
         seen: set[tuple[str, str]] = set()
-        for o in sorted((o for o in outs if not o.correct), key=lambda o: o.model):
+        for o in sorted((o for o in outs if not o.correct), key=lambda o: (o.model, o.output)):  # order-free
             if (o.model, o.output) in seen:  # several runs of one model often write the same answer
                 counters["real_duplicate_output"] += 1
                 continue
