@@ -256,11 +256,9 @@ def prompt_room(max_length: int, n_special: int, n_prompt: int, n_completion: in
     long answers a reward model must judge (an over-complete parallel call) are the ones a fixed
     limit would drop."""
     need = min(min_prompt_tokens, n_prompt)
-    for limit in (max_length, overflow_length):
-        room = limit - n_special - n_completion
-        if limit >= max_length and room >= need:
-            return room
-    return None
+    limit = max_length if max_length - n_special - n_completion >= need else overflow_length
+    room = limit - n_special - n_completion
+    return room if limit >= max_length and room >= need else None
 
 
 def encode_for_reward(tokenizer: Any, prompt: str, completion: str, max_length: int,
