@@ -320,7 +320,7 @@ def _map_names_in_text(text: str, example: Example) -> str:
     """Prompting models mostly write dotted names; some FC-style ones write `a_b` in plain text."""
     from fcrm_ray.toolcall.parse import parse_calls
 
-    parsed = parse_calls(text)
+    parsed = parse_calls(text, example.tools)
     if not parsed.ok:
         return text
     names = [t.name for t in example.tools]

@@ -4,8 +4,8 @@ Models write tool calls in many surfaces; the verifier, the renderer and the mut
 same list of `ToolCall`s out of them. `parse_calls` never raises and never evaluates anything:
 Python-syntax calls are read with `ast.parse` plus a walker that only accepts literals.
 
-Accepted surfaces (after dropping reasoning — everything up to the last `</think>` — and
-surrounding whitespace):
+Accepted surfaces (after dropping reasoning — everything up to the last `</think>` —, trailing
+end-of-turn tokens such as `<|eot_id|>` / `<|im_end|>` / `<|call|>`, and surrounding whitespace):
 
 - structured input (already-decoded dicts/lists, `ToolCall` objects) -> format "structured";
 - JSON (format "json"): `{"name": f, "arguments": {...}}` (or `"parameters"`; arguments may be a
@@ -24,6 +24,14 @@ surrounding whitespace):
   is ignored; a final block may lack its closing tag if its content is complete), `<|python_tag|>`
   (Llama), `[TOOL_CALLS]` (Mistral, both `[TOOL_CALLS][...]` and `[TOOL_CALLS]f[ARGS]{...}`),
   ```json / ```python / ``` code fences (the calls of all fenced blocks, in order).
+- call objects also as `{"tool_name", "parameters"}` (Cohere), Anthropic `tool_use` blocks
+  (`input`; text blocks beside them are skipped), the legacy OpenAI `{"function_call": {...}}`
+  message, and chat messages whose `content` holds the calls;
+- model-native encodings, tried only where the readings above fail (`native_calls.py`):
+  DeepSeek and Kimi special-token calls, gpt-oss harmony messages `to=functions.NAME`,
+  `<function=NAME>` with a JSON body (Llama 3.1) or `<parameter=...>` children (Qwen3-Coder,
+  Seed-OSS), GLM's `<arg_key>/<arg_value>`, Functionary's `>>>NAME`; XML-style values are typed
+  by the catalog when `parse_calls` gets one (`tools=`);
 - chatter around ONE block ("Sure, here is the call: [...]"): the payload starts at the FIRST
   `[` or `{` of the text. A JSON value decoded from there is used, whatever text follows; else the
   span from that bracket to the last `]`/`}` is tried as Python. Only the first bracket is tried,
@@ -43,8 +51,9 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
+from fcrm_ray.toolcall.native_calls import NativeFormatError, find_native_calls
 from fcrm_ray.toolcall.schema import ToolCall
 
 MAX_CHARS = 200_000  # longer outputs are rejected before any parsing (no call is that long)
@@ -72,15 +81,16 @@ class _ParseError(ValueError):
     """Internal: a reason the output is not a call. Never escapes `parse_calls`."""
 
 
-def parse_calls(output: Any) -> ParseResult:
-    """Parse model output (text, decoded JSON, or `ToolCall`s) into tool calls. Never raises."""
+def parse_calls(output: Any, tools: Sequence[Any] | None = None) -> ParseResult:
+    """Parse model output (text, decoded JSON, or `ToolCall`s) into tool calls. Never raises.
+    `tools` (optional `ToolSpec`s) only types the text values of XML-style native encodings."""
     try:
         if output is None:
             return ParseResult(None, "empty", "empty output")
         if isinstance(output, (bytes, bytearray)):
             output = output.decode("utf-8", errors="replace")
         if isinstance(output, str):
-            return _parse_text(output)
+            return _parse_text(output, tools)
         if isinstance(output, (list, tuple, Mapping, ToolCall)):
             return ParseResult(_calls_from_obj(output, depth=0), "structured")
         return ParseResult(None, "unknown", f"cannot parse a {type(output).__name__} as tool calls")
@@ -100,23 +110,52 @@ def parse_calls(output: Any) -> ParseResult:
 _TOOL_CALL_RE = re.compile(r"<tool_call>(.*?)(?:</tool_call>|\Z)", re.DOTALL)
 _FENCE_RE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[ \t]*\n?(.*?)```", re.DOTALL)
 _PYTHON_TAG = "<|python_tag|>"
-_LLAMA_END_RE = re.compile(r"(<\|eom_id\|>|<\|eot_id\|>|<\|end_of_text\|>)\s*\Z")
+# End-of-turn / end-of-message tokens a raw completion may keep at its end (Llama, ChatML, Phi,
+# Gemma, DeepSeek, Command-R, harmony's <|call|>): layout, not part of the calls.
+_END_TOKENS_RE = re.compile(r"(?:\s*(?:<\|(?:eot_id|eom_id|end_of_text|im_end|endoftext|end|return|call)\|>|</s>"
+                            r"|<end_of_turn>|<｜end▁of▁sentence｜>|<\|END_OF_TURN_TOKEN\|>))+\s*\Z")
 _MISTRAL_PREFIX = "[TOOL_CALLS]"
 _MISTRAL_ARGS_RE = re.compile(r"\s*([A-Za-z_][\w.\-]*)\[ARGS\]")
 
 
-def _parse_text(text: str) -> ParseResult:
+def _parse_text(text: str, tools: Sequence[Any] | None = None) -> ParseResult:
     if len(text) > MAX_CHARS:
         return ParseResult(None, "text", f"output too long ({len(text)} > {MAX_CHARS} characters)")
     # Everything up to the last </think> is reasoning (also when the chat template opened the
     # <think> block in the prompt). A plain split: a regex over unbalanced tags is quadratic.
     s = text.rsplit("</think>", 1)[1] if "</think>" in text else text
-    s = s.strip()
+    s = _END_TOKENS_RE.sub("", s).strip()
     if s.startswith("<think>"):  # unterminated reasoning: nothing after it can be a call
         return ParseResult(None, "text", "output is unfinished reasoning (<think> without </think>)")
     if not s:
         return ParseResult(None, "empty", "empty output")
+    res = _parse_surface(s)
+    if res.calls is None:  # model-native encodings get a say only where the generic reading fails
+        return _parse_native(s, tools) or res
+    return res
 
+
+def _parse_native(s: str, tools: Sequence[Any] | None) -> ParseResult | None:
+    """`native_calls.find_native_calls` as a ParseResult; None when no native encoding is there."""
+    try:
+        found = find_native_calls(s, tools)
+    except NativeFormatError as e:
+        return ParseResult(None, "native", str(e))
+    if found is None:
+        return None
+    encoding, raw = found
+    if not raw:
+        if encoding == "functionary":  # only `>>>all` text: prose, as far as the verifier is concerned
+            return ParseResult(None, "text", "no tool call found in the output (Functionary text only)")
+        return ParseResult(None, f"native:{encoding}", f"{encoding} markers without a complete call")
+    try:
+        return ParseResult([_make_call(name, args, "arguments") for name, args in raw], f"native:{encoding}")
+    except _ParseError as e:
+        return ParseResult(None, f"native:{encoding}", str(e))
+
+
+def _parse_surface(s: str) -> ParseResult:
+    """JSON / Python payloads, bare or in their common wrappers (`s`: stripped, non-empty)."""
     if s.startswith(_MISTRAL_PREFIX):
         return _wrapped("mistral", lambda: _parse_mistral(s[len(_MISTRAL_PREFIX):].strip()))
     if s[0] in "[{":  # a bare payload; tags or fences inside it are argument text, not wrappers
@@ -128,7 +167,7 @@ def _parse_text(text: str) -> ParseResult:
     if "<tool_call>" in s:
         return _wrapped("tool_call", lambda: _parse_tool_call_tags(s))
     if s.startswith(_PYTHON_TAG):
-        body = _LLAMA_END_RE.sub("", s[len(_PYTHON_TAG):]).strip()
+        body = s[len(_PYTHON_TAG):].strip()
         return _wrapped("python_tag", lambda: _parse_payload(body))
     if "```" in s:
         blocks = _FENCE_RE.findall(s)
@@ -324,6 +363,8 @@ def _calls_from_obj(obj: Any, depth: int) -> list[ToolCall]:
     if isinstance(obj, ToolCall):
         return [_make_call(obj.name, obj.arguments, "arguments")]
     if isinstance(obj, (list, tuple)):
+        if any(_is_text_block(x) for x in obj) and not all(_is_text_block(x) for x in obj):
+            obj = [x for x in obj if not _is_text_block(x)]  # Anthropic content: text beside tool_use
         calls: list[ToolCall] = []
         for i, item in enumerate(obj):
             if not isinstance(item, (Mapping, ToolCall)):
@@ -349,25 +390,55 @@ def _calls_from_dict(d: Mapping, depth: int) -> list[ToolCall]:
                 raise _ParseError(f"message content: {res.error}")
             return res.calls
         raise _ParseError("message has no tool_calls")
+    if "role" in d and "content" in d and set(d) <= {"role", "content", "name", "id", "type", "model", "stop_reason"}:
+        content = d["content"]  # a chat message without tool_calls: its content holds the calls
+        if isinstance(content, str):
+            res = _parse_text(content)
+            if res.calls is None:
+                raise _ParseError(f"message content: {res.error}")
+            return res.calls
+        if isinstance(content, list):
+            return _calls_from_obj(content, depth + 1)
+        raise _ParseError("message has no tool calls")
+    if isinstance(d.get("function_call"), Mapping) and "name" in d["function_call"]:
+        # the legacy OpenAI assistant message: {"role", "content": null, "function_call": {...}}
+        extra = set(d) - {"function_call", "role", "content"}
+        if extra:
+            raise _ParseError(f"unexpected keys next to `function_call`: {sorted(extra)}")
+        return _calls_from_obj(d["function_call"], depth + 1)
     if "function" in d and isinstance(d["function"], Mapping) and "name" not in d:
         extra = set(d) - {"function"} - _CALL_META_KEYS
         if extra:
             raise _ParseError(f"unexpected keys next to `function`: {sorted(extra)}")
         return _calls_from_obj(d["function"], depth + 1)
-    if "name" in d:
-        extra = set(d) - {"name", *_ARG_KEYS} - _CALL_META_KEYS
-        if extra:
-            raise _ParseError(f"call object has unexpected keys {sorted(extra)}")
-        present = [k for k in _ARG_KEYS if k in d]
-        if len(present) > 1:
-            raise _ParseError("call object has both `arguments` and `parameters`")
-        args = d[present[0]] if present else {}
-        return [_make_call(d["name"], args, present[0] if present else "arguments")]
+    if "name" in d or "tool_name" in d:
+        return [_call_object(d)]
     if len(d) == 1:  # BFCL style {"fn": {"a": 1}}
         (name, args), = d.items()
         if isinstance(args, Mapping):
             return [_make_call(name, args, name)]
     raise _ParseError(f"object with keys {sorted(map(str, d))[:5]} is not a call")
+
+
+def _is_text_block(x: Any) -> bool:
+    return isinstance(x, Mapping) and x.get("type") == "text" and set(x) <= {"type", "text", "citations"}
+
+
+def _call_object(d: Mapping) -> ToolCall:
+    """One call object: `name` (Cohere: `tool_name`) and `arguments` / `parameters` (Anthropic's
+    `tool_use` blocks: `input`), plus id/type metadata."""
+    name_keys = [k for k in ("name", "tool_name") if k in d]
+    arg_keys = _ARG_KEYS + (("input",) if d.get("type") == "tool_use" else ())
+    extra = set(d) - {*name_keys, *arg_keys} - _CALL_META_KEYS
+    if extra:
+        raise _ParseError(f"call object has unexpected keys {sorted(extra)}")
+    if len(name_keys) > 1:
+        raise _ParseError("call object has both `name` and `tool_name`")
+    present = [k for k in arg_keys if k in d]
+    if len(present) > 1:
+        raise _ParseError(f"call object has more than one of {present}")
+    args = d[present[0]] if present else {}
+    return _make_call(d[name_keys[0]], args, present[0] if present else "arguments")
 
 
 def _make_call(name: Any, args: Any, where: str) -> ToolCall:

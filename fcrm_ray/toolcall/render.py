@@ -99,7 +99,7 @@ def render(tokenizer: Any, tools: Any, conversation: Any, output_text: Any) -> R
     conversation: list of chat messages or a JSON string; output_text: the raw candidate."""
     specs = normalize_tools(tools) if tools not in (None, "") else []
     messages = _messages(conversation)
-    calls = _parse(output_text)
+    calls = _parse(output_text, specs)
     if calls is not None:
         calls = [_ordered(c, specs) for c in calls]
     raw = output_text if isinstance(output_text, str) else json.dumps(output_text, ensure_ascii=False, default=str)
@@ -120,10 +120,10 @@ def has_tool_template(tokenizer: Any) -> bool:
 
 # --- parsing and canonical calls -------------------------------------------------------------
 
-def _parse(output: Any) -> list[ToolCall] | None:
+def _parse(output: Any, specs: Sequence[ToolSpec] = ()) -> list[ToolCall] | None:
     from fcrm_ray.toolcall.parse import parse_calls  # lazy: parse is a sibling in the pure core
 
-    return parse_calls(output).calls
+    return parse_calls(output, specs).calls
 
 
 def _ordered(call: ToolCall, specs: Sequence[ToolSpec]) -> ToolCall:

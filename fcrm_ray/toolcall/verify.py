@@ -117,7 +117,7 @@ def verify(candidate: Any, reference: Any, tools: Any) -> Verdict:
     `schema.SchemaError` (`fcrm verify` quarantines such rows before calling this)."""
     reference = _as_reference(reference)
     tools = _as_tools(tools)
-    parsed = parse_calls(candidate)
+    parsed = parse_calls(candidate, tools)
     if parsed.calls is None:
         if not reference and parsed.format in ("text", "empty"):
             # No call expected (BFCL irrelevance) and the output is prose, not a broken call.
