@@ -43,6 +43,10 @@ NATIVE = {
                            W),
     "anthropic_content_with_text": ('[{"type": "text", "text": "Checking."}, {"type": "tool_use", "id": "toolu_1", '
                                     '"name": "get_weather", "input": {"location": "Paris"}}]', W),
+    "openai_responses_output": ('[{"type": "reasoning", "id": "rs_1", "summary": []}, {"type": "message", "role": '
+                                '"assistant", "content": [{"type": "output_text", "text": "Checking."}]}, {"type": '
+                                '"function_call", "id": "fc_1", "call_id": "call_1", "name": "get_weather", "arguments": '
+                                '"{\\"location\\": \\"Paris\\"}", "status": "completed"}]', W),
     "openai_legacy_function_call": ('{"role": "assistant", "content": null, "function_call": {"name": "get_weather", '
                                     '"arguments": "{\\"location\\": \\"Paris\\"}"}}', W),
     "pythonic_with_eot": ('[get_weather(location="Paris")]<|eot_id|>', W),
@@ -73,6 +77,11 @@ def test_xml_values_are_typed_by_the_schema():
     assert parse_calls(text).calls == [ToolCall("f", {"zip": 10001, "n": 5, "tags": ["a", "b"], "flag": True})]
     glm = '<tool_call>f<arg_key>zip</arg_key><arg_value>NaN</arg_value><arg_key>n</arg_key><arg_value>x1</arg_value></tool_call>'
     assert parse_calls(glm).calls == [ToolCall("f", {"zip": "NaN", "n": "x1"})]
+
+
+def test_side_items_alone_are_not_calls():
+    assert parse_calls('[{"type": "text", "text": "No tool fits."}]').calls is None
+    assert parse_calls('[{"type": "reasoning", "id": "rs_1", "summary": []}]').calls is None
 
 
 def test_glm_call_without_arguments_and_functionary_text_only():

@@ -25,8 +25,9 @@ end-of-turn tokens such as `<|eot_id|>` / `<|im_end|>` / `<|call|>`, and surroun
   (Llama), `[TOOL_CALLS]` (Mistral, both `[TOOL_CALLS][...]` and `[TOOL_CALLS]f[ARGS]{...}`),
   ```json / ```python / ``` code fences (the calls of all fenced blocks, in order).
 - call objects also as `{"tool_name", "parameters"}` (Cohere), Anthropic `tool_use` blocks
-  (`input`; text blocks beside them are skipped), the legacy OpenAI `{"function_call": {...}}`
-  message, and chat messages whose `content` holds the calls;
+  (`input`), OpenAI Responses `function_call` items, the legacy OpenAI `{"function_call": {...}}`
+  message, and chat messages whose `content` holds the calls; in a list of calls, Anthropic
+  `text` blocks and Responses `reasoning` / assistant `message` items beside them are skipped;
 - model-native encodings, tried only where the readings above fail (`native_calls.py`):
   DeepSeek and Kimi special-token calls, gpt-oss harmony messages `to=functions.NAME`,
   `<function=NAME>` with a JSON body (Llama 3.1) or `<parameter=...>` children (Qwen3-Coder,
@@ -60,7 +61,7 @@ MAX_CHARS = 200_000  # longer outputs are rejected before any parsing (no call i
 MAX_DEPTH = 100  # nesting depth of decoded values; deeper is treated as malformed
 
 # Keys an OpenAI/Hermes call object may carry besides its name and arguments.
-_CALL_META_KEYS = {"id", "type", "index", "call_id"}
+_CALL_META_KEYS = {"id", "type", "index", "call_id", "status"}  # status: OpenAI Responses items
 _ARG_KEYS = ("arguments", "parameters")
 
 
@@ -363,8 +364,8 @@ def _calls_from_obj(obj: Any, depth: int) -> list[ToolCall]:
     if isinstance(obj, ToolCall):
         return [_make_call(obj.name, obj.arguments, "arguments")]
     if isinstance(obj, (list, tuple)):
-        if any(_is_text_block(x) for x in obj) and not all(_is_text_block(x) for x in obj):
-            obj = [x for x in obj if not _is_text_block(x)]  # Anthropic content: text beside tool_use
+        if any(_is_side_item(x) for x in obj) and not all(_is_side_item(x) for x in obj):
+            obj = [x for x in obj if not _is_side_item(x)]  # text / reasoning beside the calls
         calls: list[ToolCall] = []
         for i, item in enumerate(obj):
             if not isinstance(item, (Mapping, ToolCall)):
@@ -420,8 +421,13 @@ def _calls_from_dict(d: Mapping, depth: int) -> list[ToolCall]:
     raise _ParseError(f"object with keys {sorted(map(str, d))[:5]} is not a call")
 
 
-def _is_text_block(x: Any) -> bool:
-    return isinstance(x, Mapping) and x.get("type") == "text" and set(x) <= {"type", "text", "citations"}
+def _is_side_item(x: Any) -> bool:
+    """A content item next to the calls that is not one: Anthropic `text` blocks, OpenAI Responses
+    `reasoning` and assistant `message` items."""
+    if not isinstance(x, Mapping) or "name" in x:
+        return False
+    kind = x.get("type")
+    return kind in ("text", "reasoning") or (kind == "message" and x.get("role") == "assistant")
 
 
 def _call_object(d: Mapping) -> ToolCall:
