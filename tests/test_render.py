@@ -258,3 +258,17 @@ def test_plain_form_names_unset_optionals_on_one_line_for_very_wide_schemas(bert
     assert f"  (optional, not given: {unset})" in out
     # a narrow schema keeps one line per parameter
     assert "(optional, not given" not in render(bert_tok, TOOLS, CONV, '[{"name": "get_weather", "arguments": {"city": "Paris"}}]').completion
+
+
+def test_content_parts_render_like_the_plain_string(bert_tok, qwen_tok):
+    """OpenAI / Anthropic clients send message content as parts; the RM must read the same input as
+    for the plain string (text parts joined by lines, images dropped), and a structured tool result
+    stays JSON."""
+    parts = [{"role": "user", "content": [{"type": "text", "text": "What's the weather in Paris"},
+                                          {"type": "image_url", "image_url": {"url": "data:,"}},
+                                          {"type": "input_text", "text": "in celsius?"}]}]
+    joined = [{"role": "user", "content": "What's the weather in Paris\nin celsius?"}]
+    for tok in (bert_tok, qwen_tok):
+        assert render(tok, TOOLS, parts, CALL_JSON) == render(tok, TOOLS, joined, CALL_JSON)
+    records = CONV + [{"role": "tool", "content": [{"temp": 21, "unit": "celsius"}]}]
+    assert '[{"temp": 21, "unit": "celsius"}]' in render(bert_tok, TOOLS, records, CALL_JSON).prompt

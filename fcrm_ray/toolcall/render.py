@@ -69,7 +69,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
-from fcrm_ray.toolcall.schema import ToolCall, ToolSpec, normalize_tools
+from fcrm_ray.toolcall.schema import ToolCall, ToolSpec, content_text, normalize_tools
 
 TOOL_DESC_WORDS = 40
 # The call's form (the completion, never truncated) is kept short: the full enum lists are in the
@@ -145,10 +145,7 @@ def _messages(conversation: Any) -> list[dict]:
     out = []
     for m in conversation:
         m = dict(m)
-        if m.get("content") is None:
-            m["content"] = ""
-        elif not isinstance(m["content"], str):
-            m["content"] = json.dumps(m["content"], ensure_ascii=False, default=str)
+        m["content"] = content_text(m.get("content"))
         out.append(m)
     return out
 

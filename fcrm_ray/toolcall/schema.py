@@ -174,6 +174,25 @@ class ToolCall:
         return json.dumps(self.to_dict(), sort_keys=True, ensure_ascii=False, default=str)
 
 
+_TEXT_PARTS = ("text", "input_text", "output_text")
+
+
+def content_text(content: Any) -> str:
+    """A message's content as text. OpenAI / Anthropic content parts (`[{"type": "text", "text":
+    ...}]`) give their text, one part per line, non-text parts (images, files) dropped, so a
+    client that sends parts gets the input a client sending the plain string gets. Any other
+    structure (a tool result as an object or a list of records) is written as JSON."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, (list, tuple)) and content and all(
+            isinstance(p, str) or (isinstance(p, Mapping) and "type" in p) for p in content):
+        return "\n".join(p if isinstance(p, str) else str(p.get("text", "")) for p in content
+                         if isinstance(p, str) or (p.get("type") in _TEXT_PARTS and "text" in p))
+    return json.dumps(content, ensure_ascii=False, default=str)
+
+
 def calls_to_text(calls: Iterable[ToolCall]) -> str:
     """The canonical text form of a list of calls: a JSON list of `{name, arguments}`."""
     return json.dumps([c.to_dict() for c in calls], ensure_ascii=False)

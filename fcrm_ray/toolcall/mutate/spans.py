@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
-from fcrm_ray.toolcall.schema import Example, ToolCall
+from fcrm_ray.toolcall.schema import Example, ToolCall, content_text
 
 _STOP = {
     "a", "an", "the", "and", "or", "of", "in", "on", "at", "to", "for", "with", "by", "from", "is", "are",
@@ -32,12 +32,7 @@ _DATE_PATTERNS = [
 
 
 def _message_text(m: Mapping) -> str:
-    c = m.get("content")
-    if isinstance(c, str):
-        return c
-    if isinstance(c, list):  # multimodal-style content parts
-        return " ".join(str(p.get("text", "")) for p in c if isinstance(p, Mapping))
-    return ""
+    return content_text(m.get("content"))
 
 
 @dataclass
