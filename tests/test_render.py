@@ -272,3 +272,11 @@ def test_content_parts_render_like_the_plain_string(bert_tok, qwen_tok):
         assert render(tok, TOOLS, parts, CALL_JSON) == render(tok, TOOLS, joined, CALL_JSON)
     records = CONV + [{"role": "tool", "content": [{"temp": 21, "unit": "celsius"}]}]
     assert '[{"temp": 21, "unit": "celsius"}]' in render(bert_tok, TOOLS, records, CALL_JSON).prompt
+
+
+def test_role_aliases_render_as_the_roles_training_saw(bert_tok, qwen_tok):
+    said = [{"role": "developer", "content": "Be brief."}] + CONV + [{"role": "function", "content": "21C"}]
+    canonical = [{"role": "system", "content": "Be brief."}] + CONV + [{"role": "tool", "content": "21C"}]
+    for tok in (bert_tok, qwen_tok):
+        assert render(tok, TOOLS, said, CALL_JSON) == render(tok, TOOLS, canonical, CALL_JSON)
+    assert "[SYSTEM] Be brief." in render(bert_tok, TOOLS, said, CALL_JSON).prompt

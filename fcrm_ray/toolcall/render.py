@@ -146,8 +146,14 @@ def _messages(conversation: Any) -> list[dict]:
     for m in conversation:
         m = dict(m)
         m["content"] = content_text(m.get("content"))
+        m["role"] = _ROLE_ALIASES.get(m.get("role"), m.get("role"))
         out.append(m)
     return out
+
+
+# Roles clients use for the four the renderings (and chat templates) know: OpenAI's `developer`
+# is its system turn; `function` (OpenAI's legacy) and `ipython` (Llama) carry tool results.
+_ROLE_ALIASES = {"developer": "system", "function": "tool", "ipython": "tool"}
 
 
 def _with_eos(completion: str, eos: str | None) -> str:
