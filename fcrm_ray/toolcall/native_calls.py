@@ -38,15 +38,14 @@ from typing import Any, Mapping, Sequence
 
 _DS_CALL = re.compile(r"<｜tool▁call▁begin｜>(.*?)(?:<｜tool▁call▁end｜>|\Z)", re.DOTALL)
 _DS_SEP = "<｜tool▁sep｜>"
-_KIMI_CALL = re.compile(r"<\|tool_call_begin\|>(.*?)<\|tool_call_argument_begin\|>(.*?)(?:<\|tool_call_end\|>|\Z)",
-                        re.DOTALL)
+# The header between recipient and <|message|> is a few words (" <|constrain|>json"): bounded, so
+# text full of recipients and no message stays linear.
 _HARMONY_CALL = re.compile(
-    r"to=functions\.([^\s<]+)(?:[^<]|<\|(?:channel|constrain)\|>)*<\|message\|>(.*?)"
+    r"to=functions\.([^\s<]+)(?:[^<]|<\|(?:channel|constrain)\|>){0,200}<\|message\|>(.*?)"
     r"(?:<\|call\|>|<\|end\|>|<\|return\|>|(?=<\|start\|>)|\Z)", re.DOTALL)
 _FUNCTION_TAG = re.compile(r"<function=([^>\s]+)>(.*?)(?:</function>|\Z)", re.DOTALL)
 _PARAMETER_TAG = re.compile(r"<parameter=([^>\s]+)>(.*?)(?:</parameter>|(?=<parameter=)|\Z)", re.DOTALL)
 _GLM_CALL = re.compile(r"<tool_call>(.*?)(?:</tool_call>|\Z)", re.DOTALL)
-_GLM_ARG = re.compile(r"<arg_key>(.*?)</arg_key>\s*<arg_value>(.*?)(?:</arg_value>|\Z)", re.DOTALL)
 _GLM_NO_ARGS = re.compile(r"<tool_call>\s*[A-Za-z_][\w.\-]*\s*(?:</tool_call>|\Z)")
 _FUNCTIONARY = re.compile(r">>>\s*([^\s>]+)[ \t]*\n?")
 _FENCE = re.compile(r"\A```[ \t]*[A-Za-z0-9_+-]*[ \t]*\n?(.*?)\n?```\s*\Z", re.DOTALL)
@@ -64,7 +63,7 @@ def find_native_calls(text: str, tools: Sequence[Any] | None = None) -> tuple[st
     if "<｜tool▁call▁begin｜>" in text:
         return "deepseek", [_deepseek(body) for body in _DS_CALL.findall(text)]
     if "<|tool_call_begin|>" in text:
-        return "kimi", [(_strip_namespace(head), _unfence(args)) for head, args in _KIMI_CALL.findall(text)]
+        return "kimi", _kimi(text)
     if "to=functions." in text and "<|message|>" in text:
         return "harmony", [(name, _unfence(args)) for name, args in _HARMONY_CALL.findall(text)]
     if "<function=" in text:
@@ -86,6 +85,17 @@ def _deepseek(body: str) -> Call:
     return head.strip(), _unfence(rest)  # V3.1: the name, then the JSON
 
 
+def _kimi(text: str) -> list[Call]:
+    """Split on the markers (a regex that looks ahead for the argument marker from every call
+    marker is quadratic on text with many of one and none of the other)."""
+    calls = []
+    for block in text.split("<|tool_call_begin|>")[1:]:
+        head, sep, args = block.partition("<|tool_call_end|>")[0].partition("<|tool_call_argument_begin|>")
+        if sep:
+            calls.append((_strip_namespace(head), _unfence(args)))
+    return calls
+
+
 def _strip_namespace(head: str) -> str:
     """`functions.get_weather:0` -> `get_weather` (Kimi's call ids)."""
     name = head.strip()
@@ -101,9 +111,16 @@ def _function_tag(name: str, body: str, tools: Sequence[Any] | None) -> Call:
 
 
 def _glm(body: str, tools: Sequence[Any] | None) -> Call:
-    name = body.split("<arg_key>", 1)[0].strip()
-    props = _properties(name, tools)
-    return name, {key.strip(): _typed(_trim_value(value), props.get(key.strip())) for key, value in _GLM_ARG.findall(body)}
+    name, *pairs = body.split("<arg_key>")  # split, not a regex: linear however many markers
+    props = _properties(name.strip(), tools)
+    args = {}
+    for pair in pairs:
+        key, sep, rest = pair.partition("</arg_key>")
+        rest = rest.lstrip()
+        if sep and rest.startswith("<arg_value>"):
+            value = rest[len("<arg_value>"):].partition("</arg_value>")[0]
+            args[key.strip()] = _typed(_trim_value(value), props.get(key.strip()))
+    return name.strip(), args
 
 
 def _functionary(text: str) -> list[Call]:
@@ -142,7 +159,7 @@ def _properties(name: str, tools: Sequence[Any] | None) -> Mapping[str, Any]:
 def _typed(value: str, schema: Any) -> Any:
     """Text for a string-typed parameter; otherwise the JSON reading when there is one."""
     types = schema.get("type") if isinstance(schema, Mapping) else None
-    if types == "string" or (isinstance(types, list) and types == ["string"]):
+    if types in ("string", ["string"]):
         return value
     try:
         return json.loads(value, parse_constant=_no_constant)

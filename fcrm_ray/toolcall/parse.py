@@ -113,8 +113,8 @@ _FENCE_RE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[ \t]*\n?(.*?)```", re.DOTALL
 _PYTHON_TAG = "<|python_tag|>"
 # End-of-turn / end-of-message tokens a raw completion may keep at its end (Llama, ChatML, Phi,
 # Gemma, DeepSeek, Command-R, harmony's <|call|>): layout, not part of the calls.
-_END_TOKENS_RE = re.compile(r"(?:\s*(?:<\|(?:eot_id|eom_id|end_of_text|im_end|endoftext|end|return|call)\|>|</s>"
-                            r"|<end_of_turn>|<｜end▁of▁sentence｜>|<\|END_OF_TURN_TOKEN\|>))+\s*\Z")
+_END_TOKENS = ("<|eot_id|>", "<|eom_id|>", "<|end_of_text|>", "<|im_end|>", "<|endoftext|>", "<|end|>", "<|return|>",
+               "<|call|>", "</s>", "<end_of_turn>", "<｜end▁of▁sentence｜>", "<|END_OF_TURN_TOKEN|>")
 _MISTRAL_PREFIX = "[TOOL_CALLS]"
 _MISTRAL_ARGS_RE = re.compile(r"\s*([A-Za-z_][\w.\-]*)\[ARGS\]")
 
@@ -125,7 +125,7 @@ def _parse_text(text: str, tools: Sequence[Any] | None = None) -> ParseResult:
     # Everything up to the last </think> is reasoning (also when the chat template opened the
     # <think> block in the prompt). A plain split: a regex over unbalanced tags is quadratic.
     s = text.rsplit("</think>", 1)[1] if "</think>" in text else text
-    s = _END_TOKENS_RE.sub("", s).strip()
+    s = _strip_end_tokens(s)
     if s.startswith("<think>"):  # unterminated reasoning: nothing after it can be a call
         return ParseResult(None, "text", "output is unfinished reasoning (<think> without </think>)")
     if not s:
@@ -134,6 +134,14 @@ def _parse_text(text: str, tools: Sequence[Any] | None = None) -> ParseResult:
     if res.calls is None:  # model-native encodings get a say only where the generic reading fails
         return _parse_native(s, tools) or res
     return res
+
+
+def _strip_end_tokens(s: str) -> str:
+    """`s` stripped, without the end tokens it ends with (linear: only the tail is looked at)."""
+    s = s.strip()
+    while s.endswith(_END_TOKENS):
+        s = s[:-len(next(t for t in _END_TOKENS if s.endswith(t)))].rstrip()
+    return s
 
 
 def _parse_native(s: str, tools: Sequence[Any] | None) -> ParseResult | None:
@@ -386,21 +394,10 @@ def _calls_from_dict(d: Mapping, depth: int) -> list[ToolCall]:
             return _calls_from_obj(tc, depth + 1)
         content = d.get("content")
         if isinstance(content, str) and content.strip():
-            res = _parse_text(content)
-            if res.calls is None:
-                raise _ParseError(f"message content: {res.error}")
-            return res.calls
+            return _content_calls(content, depth)
         raise _ParseError("message has no tool_calls")
     if "role" in d and "content" in d and set(d) <= {"role", "content", "name", "id", "type", "model", "stop_reason"}:
-        content = d["content"]  # a chat message without tool_calls: its content holds the calls
-        if isinstance(content, str):
-            res = _parse_text(content)
-            if res.calls is None:
-                raise _ParseError(f"message content: {res.error}")
-            return res.calls
-        if isinstance(content, list):
-            return _calls_from_obj(content, depth + 1)
-        raise _ParseError("message has no tool calls")
+        return _content_calls(d["content"], depth)  # a chat message without tool_calls: its content holds the calls
     if isinstance(d.get("function_call"), Mapping) and "name" in d["function_call"]:
         # the legacy OpenAI assistant message: {"role", "content": null, "function_call": {...}}
         extra = set(d) - {"function_call", "role", "content"}
@@ -419,6 +416,18 @@ def _calls_from_dict(d: Mapping, depth: int) -> list[ToolCall]:
         if isinstance(args, Mapping):
             return [_make_call(name, args, name)]
     raise _ParseError(f"object with keys {sorted(map(str, d))[:5]} is not a call")
+
+
+def _content_calls(content: Any, depth: int) -> list[ToolCall]:
+    """The calls a message's `content` holds: text (any surface) or a list of content items."""
+    if isinstance(content, str):
+        res = _parse_text(content)
+        if res.calls is None:
+            raise _ParseError(f"message content: {res.error}")
+        return res.calls
+    if isinstance(content, list):
+        return _calls_from_obj(content, depth + 1)
+    raise _ParseError("message has no tool calls")
 
 
 def _is_side_item(x: Any) -> bool:

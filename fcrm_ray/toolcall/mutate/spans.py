@@ -31,10 +31,6 @@ _DATE_PATTERNS = [
 ]
 
 
-def _message_text(m: Mapping) -> str:
-    return content_text(m.get("content"))
-
-
 @dataclass
 class _Context:
     text: str
@@ -45,8 +41,9 @@ class _Context:
 
 
 def _context(example: Example, base: Sequence[ToolCall]) -> _Context:
-    text = "\n".join(_message_text(m) for m in example.conversation if m.get("role") in ("user", "system", "tool"))
-    user = "\n".join(_message_text(m) for m in example.conversation if m.get("role") == "user") or text
+    turns = [(m.get("role"), content_text(m.get("content"))) for m in example.conversation]
+    text = "\n".join(t for role, t in turns if role in ("user", "system", "tool"))
+    user = "\n".join(t for role, t in turns if role == "user") or text
     numbers: list[float] = []
     for m in _NUM_RE.finditer(user):
         s = m.group(0).replace(",", "")
