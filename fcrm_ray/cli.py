@@ -18,9 +18,11 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("report",): ("fcrm_ray.evaluate.report:main", "HTML/Markdown report over eval runs"),
     ("serve",): ("fcrm_ray.serve.app:main", "Ray Serve reward service"),
     ("filter",): ("fcrm_ray.filter.run:main", "reward-guided filtering of an SFT corpus"),
+    ("models", "prepare"): ("fcrm_ray.local_models:main", "convert a packaged model into a local HF folder (cached)"),
     ("cluster", "check"): ("fcrm_ray.cluster_check:main", "will every stage fit a node type of a cluster file?"),
     ("pipeline",): ("fcrm_ray.pipeline:main", "run the stages end to end (configs/pipeline/*.yaml)"),
     ("quickstart",): ("fcrm_ray.pipeline:quickstart", "CPU end-to-end demo (configs/pipeline/cpu.yaml)"),
+    ("machine",): ("fcrm_ray.machine:main", "what this machine can run: CPU, native bf16, GPUs, vLLM build, Ray"),
 }
 
 

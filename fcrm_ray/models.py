@@ -19,12 +19,16 @@ trained locally (no hub) for tests and CPU demos.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import logging
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from fcrm_ray.paths import resolve_model_path
+
+log = logging.getLogger(__name__)
 
 
 class RewardModelError(ValueError):
@@ -101,21 +105,59 @@ def load_reward_model(path: str, dtype: str = "float32", device: str = "cpu", tr
     return model, tokenizer
 
 
-def init_reward_model(backbone_path: str, dtype: str = "float32", trust_remote_code: bool = False):
+def init_reward_model(backbone_path: str, dtype: str = "float32", trust_remote_code: bool = False,
+                      note: Callable[[str], None] = log.info):
     """(model, tokenizer) with a fresh scalar head on a backbone (causal LM or encoder), or the
-    weights of an existing reward model if `backbone_path` already is one (continued training)."""
+    weights of an existing reward model if `backbone_path` already is one (continued training).
+    A fresh head (and a pretraining head the RM does not use, e.g. a causal LM's `lm_head`) is
+    reported as one line to `note`; any other loading problem (backbone weights missing,
+    unexpected or of another shape) as transformers' own load report."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     path = resolve_model_path(str(backbone_path))
     _read_config(path)
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        path, num_labels=1, dtype=_torch_dtype(dtype), trust_remote_code=trust_remote_code)
+    with _held_load_report() as held:
+        model, info = AutoModelForSequenceClassification.from_pretrained(
+            path, num_labels=1, dtype=_torch_dtype(dtype), trust_remote_code=trust_remote_code,
+            output_loading_info=True)
+    backbone = model.base_model_prefix + "."
+    head = {n for n, _ in model.named_parameters() if not n.startswith(backbone)}
+    unused = sorted(k for k in info["unexpected_keys"] if not k.startswith(backbone))
+    if (head and set(info["missing_keys"]) == head and not info["mismatched_keys"]
+            and len(unused) == len(info["unexpected_keys"])):
+        # transformers reports the new head as MISSING ("Consider training on your downstream
+        # task") and the LM head as UNEXPECTED: both expected here, training is what comes next
+        dropped = f" ({', '.join(unused)} of the checkpoint not used)" if unused else ""
+        note(f"score head initialised{dropped}: training starts from the pretrained backbone")
+    else:
+        for record in held:
+            logging.getLogger(record.name).handle(record)
     if model.config.num_labels != 1:
         raise RewardModelError(f"{path}: could not set num_labels=1 (got {model.config.num_labels})")
     prepare_tokenizer(tokenizer, model)
     mark_reward_config(model.config, tokenizer.pad_token_id)
     return model, tokenizer
+
+
+@contextlib.contextmanager
+def _held_load_report() -> Iterator[list[logging.LogRecord]]:
+    """Keep transformers' weight-loading report (one WARNING record) out of the log while the block
+    runs; the records are yielded so the caller can still emit them."""
+    held: list[logging.LogRecord] = []
+
+    def hold(record: logging.LogRecord) -> bool:
+        if "LOAD REPORT" in str(record.msg):
+            held.append(record)
+            return False
+        return True
+
+    logger = logging.getLogger("transformers.modeling_utils")
+    logger.addFilter(hold)
+    try:
+        yield held
+    finally:
+        logger.removeFilter(hold)
 
 
 def mark_reward_config(config: Any, pad_token_id: int) -> Any:

@@ -46,7 +46,14 @@ def minilm_dir() -> Path:
 
 
 def resolve_model_path(path: str) -> str:
-    """Config shorthand: `pkg:minilm` means the packaged MiniLM; anything else is a local path."""
+    """Config shorthand: `pkg:minilm` means the packaged MiniLM, `pkg:gemma3-270m` the Gemma 3 270M
+    folder converted from its packaged GGUF (built on first use, then cached); anything else is a
+    local path."""
     if path in ("pkg:minilm", "pkg:all-MiniLM-L6-v2"):
         return str(minilm_dir())
+    if path == "pkg:gemma3-270m":
+        # local: the converter's module is only loaded by configs that name the model
+        from fcrm_ray.local_models import gemma3_270m_dir
+
+        return str(gemma3_270m_dir())
     return path

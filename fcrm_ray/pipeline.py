@@ -16,10 +16,12 @@ Stages (in this order; `stages:` picks a subset, e.g. to re-run evaluation only)
                                      from the benchmark's held-out (test split) examples only
     report     (fcrm report)         one HTML/Markdown report over all of it, stage timings included
 
-Every stage runs as a child process (`python -m fcrm_ray.cli ...`) with its stdout/stderr teed
-to `<out>/logs/<stage>.log`, so a failing stage is obvious: the pipeline stops, names the stage,
-its exit code and its log, and exits non-zero. Under `ray job submit`, `RAY_ADDRESS` is set and
-every child connects to the same cluster. The wiring between stages (where each reads and
+Every stage runs as a child process (`python -m fcrm_ray.cli ...`) with its whole stdout/stderr
+written to `<out>/logs/<stage>.log`; the terminal shows what is ours (`StageOutput`: `[fcrm ...]`
+progress lines, result tables, summaries), and on a TTY one updating line per stage with its
+elapsed time and latest progress. A failing stage is obvious: the pipeline stops, names the
+stage, its exit code and its log, shows the log's last lines, and exits non-zero. Under `ray job
+submit`, `RAY_ADDRESS` is set and every child connects to the same cluster. The wiring between stages (where each reads and
 writes) is fixed here under `out`; each stage's own config and overrides come from the
 pipeline config. `<out>/pipeline.json` records each stage's command, status and seconds, and
 `fcrm report` shows it.
@@ -29,10 +31,14 @@ from __future__ import annotations
 
 import json
 import os
+import queue
+import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -166,18 +172,144 @@ def stage_commands(cfg: PipelineConfig, lay: Layout) -> dict[str, list[list[str]
 # ----------------------------------------------------------------------------------------------
 
 
-def _stream(cmd: list[str], log: Path, timeout_s: int, echo: Callable[[str], None]) -> int:
-    """Run `cmd`, teeing its merged output to `log` and `echo`; kill it after `timeout_s`."""
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+# Ray prefixes what its workers print with "(ActorName pid=N[, ip=...]) " (names may nest parens:
+# "MapWorker(MapBatches(HFGenerator))") and may append " [repeated 3x across cluster]".
+_RAY_WORKER = re.compile(r"^\(.*? pid=\d+(?:, ip=[^)\s]+)?\)\s?")
+_RAY_REPEATED = re.compile(r"\s*\[repeated \d+x across cluster\]$")
+_RAY_DATA_PROGRESS = re.compile(r"-- Total Progress: (.+)$")
+_TQDM = re.compile(r"\d+%\|")
+# Library lines by their format: Python logging as Ray formats it ("2026-12-07 20:44:57,328\tINFO
+# worker.py:2038 -- ..."), glog-style C++ and DeepSpeed lines ("[2026-12-07 21:13:33,688 E 22103
+# 22103] core_worker.cc:2465: ...", "[2026-... ] [WARNING] [real_accelerator.py:213:...]"),
+# and transformers' own prefix; Python warnings ("path.py:436: RayDeprecationWarning: ...").
+_LIBRARY = re.compile(r"^(?:\d{4}-\d\d-\d\d \d\d:\d\d:\d\d[,.]\d+\s+[A-Z]+\s"
+                      r"|\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d[,.]\d+[\] ]"
+                      r"|\[transformers\])")
+_PY_WARNING = re.compile(r"^\S.*\.py:\d+: \w*Warning: ")
+
+
+class StageOutput:
+    """Sorts the lines a stage prints into what the terminal shows and what only its log keeps.
+
+    Ours: lines starting `[fcrm` or `fcrm ` (our progress and messages, from the stage or from its
+    Ray workers, shown without Ray's worker prefix) and the stage's other plain lines (result
+    tables, summaries, its own tracebacks). The log only: everything else a Ray worker prints
+    (Ray Train, DeepSpeed, Ray Data, transformers inside workers), lines in the formats of library
+    loggers (Ray, glog-style C++, DeepSpeed, transformers), Python warnings with their source line,
+    progress bars and blank lines. Progress (Ray Data's "Total Progress", tqdm bars) feeds
+    `progress`, the text of the stage's status line; without a TTY, Ray Data's progress is shown as
+    a plain line when it changes, so the output of a long stage without lines of its own moves."""
+
+    def __init__(self, tty: bool = False):
+        self.tty = tty
+        self.progress = ""
+        self.progress_at = 0.0  # time.monotonic() of the last progress line
+        self._after_warning = False
+
+    def __call__(self, raw: str) -> str | None:
+        """The line to show for `raw` (one line of the stage's output), or None."""
+        line = _ANSI.sub("", raw).rstrip()
+        after_warning, self._after_warning = self._after_warning, False
+        worker = _RAY_WORKER.match(line)
+        if worker:
+            line = _RAY_REPEATED.sub("", line[worker.end():])
+        if line.startswith(("[fcrm", "fcrm ")):
+            return line
+        if m := _RAY_DATA_PROGRESS.search(line):
+            changed = self.progress != (progress := f"Ray Data progress {m.group(1)}")
+            self.progress, self.progress_at = progress, time.monotonic()
+            return progress if changed and not (self.tty or worker) else None
+        if _TQDM.search(line):
+            self.progress, self.progress_at = line.strip(), time.monotonic()
+            return None
+        if _PY_WARNING.match(line):
+            self._after_warning = True  # Python prints the warning's source line next, indented
+            return None
+        if worker or not line.strip() or _LIBRARY.match(line) or (after_warning and line[:1].isspace()):
+            return None
+        return line
+
+
+def failure_tail(log: Path, n: int = 25, reach: int = 120) -> list[str]:
+    """The last lines of a failed stage's log: the last `n`, or from its last traceback if that
+    starts earlier, within the last `reach` lines (Ray's shutdown lines often follow the error)."""
+    lines = log.read_text(errors="replace").splitlines()
+    start = max(0, len(lines) - n)
+    for i in range(len(lines) - 1, max(-1, len(lines) - reach - 1), -1):
+        if "Traceback" in lines[i]:
+            start = min(start, i)
+            break
+    return lines[start:]
+
+
+class Terminal:
+    """Where the pipeline's lines go: plain lines, plus on a TTY one status line kept at the bottom
+    (redrawn under each new line, cleared when the stage ends)."""
+
+    def __init__(self, stream: Any = None):
+        self.stream = stream or sys.stdout
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self._status = ""
+
+    def echo(self, line: str) -> None:
+        if self._status:
+            self.stream.write("\r\x1b[K")
+        self.stream.write(line + "\n" + self._status)
+        self.stream.flush()
+
+    def status(self, text: str) -> None:
+        """Show `text` as the status line ("" clears it)."""
+        self._status = text[:max(10, shutil.get_terminal_size().columns - 1)]
+        self.stream.write("\r\x1b[K" + self._status)
+        self.stream.flush()
+
+
+def _hms(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m}:{s:02d}"
+
+
+def _stream(cmd: list[str], log: Path, timeout_s: int, echo: Callable[[str], None],
+            status: Callable[[str], None] | None = None, label: str = "") -> int:
+    """Run `cmd`, writing its merged output to `log` and what `StageOutput` keeps to `echo`;
+    `status` (a TTY) gets `label`, the elapsed time and the latest progress about once a second.
+    Kill it after `timeout_s`, also when it prints nothing."""
+    view = StageOutput(tty=status is not None)
+    # the child's stdout is a pipe: without this, Python block-buffers it and progress arrives late
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     with open(log, "a", encoding="utf-8") as fh:
         fh.write(f"$ {' '.join(cmd)}\n")
         fh.flush()
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
-                                start_new_session=True)
-        deadline = time.monotonic() + timeout_s
+                                start_new_session=True, env=env)
+        lines: queue.Queue = queue.Queue()
+
+        def read() -> None:  # a thread, so that a silent stage still gets its status line and timeout
+            for x in proc.stdout:  # type: ignore[union-attr]
+                lines.put(x)
+            lines.put(None)
+
+        threading.Thread(target=read, daemon=True).start()
+        t0 = time.monotonic()
+        deadline = t0 + timeout_s
         try:
-            for line in proc.stdout:  # type: ignore[union-attr]
-                fh.write(line)
-                echo(line.rstrip("\n"))
+            while True:
+                try:
+                    line = lines.get(timeout=1.0)
+                except queue.Empty:
+                    line = ""
+                if line is None:
+                    break
+                if line:
+                    fh.write(line)
+                    if (shown := view(line.rstrip("\n"))) is not None:
+                        echo(shown)
+                if status is not None:
+                    now = time.monotonic()
+                    # Ray Data logs its progress every 10 s; an older one (a finished bar) would mislead
+                    fresh = view.progress if now - view.progress_at < 15 else ""
+                    status(f"  {label} {_hms(now - t0)}" + (f" · {fresh}" if fresh else ""))
                 if time.monotonic() > deadline:
                     raise subprocess.TimeoutExpired(cmd, timeout_s)
             return proc.wait(timeout=max(1.0, deadline - time.monotonic()))
@@ -188,6 +320,9 @@ def _stream(cmd: list[str], log: Path, timeout_s: int, echo: Callable[[str], Non
         except BaseException:
             _kill_group(proc)
             raise
+        finally:
+            if status is not None:
+                status("")
 
 
 def _kill_group(proc: subprocess.Popen, grace_s: float = 20.0, first: int = signal.SIGTERM) -> None:
@@ -296,9 +431,9 @@ def _summaries(stage: str, lay: Layout) -> dict:
     return {}
 
 
-def run(cfg: PipelineConfig, echo: Callable[[str], None] = print) -> dict:
+def run(cfg: PipelineConfig, echo: Callable[[str], None] = print, status: Callable[[str], None] | None = None) -> dict:
     """Run the configured stages in order; raises StageFailed at the first failing stage (after
-    writing `pipeline.json` with what ran)."""
+    writing `pipeline.json` with what ran). `status`: a TTY's status line (`Terminal.status`)."""
     lay = Layout(Path(cfg.out))
     lay.logs.mkdir(parents=True, exist_ok=True)
     commands = stage_commands(cfg, lay)
@@ -330,7 +465,7 @@ def run(cfg: PipelineConfig, echo: Callable[[str], None] = print) -> dict:
                     entry["corpus"] = write_filter_corpus(cfg, lay)
                 timeout = getattr(getattr(cfg, stage, None), "timeout_s", 3600)
                 for cmd in commands[stage]:
-                    rc = _stream(cmd, log, timeout, lambda line, s=stage: echo(f"  [{s}] {line}"))
+                    rc = _stream(cmd, log, timeout, lambda line, s=stage: echo(f"  [{s}] {line}"), status, stage)
                     if rc != 0:
                         raise StageFailed(stage, rc, log)
                 entry["result"] = _summaries(stage, lay)
@@ -364,17 +499,17 @@ def main(argv: list[str] | None = None, prog: str = "fcrm pipeline", default_con
     parser.add_argument("--config", default=default_config, help="OmegaConf YAML file (configs/pipeline/*.yaml)")
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. out=runs/p1 stages=[train,pairwise]")
     cfg, _ = parse_config_args(PipelineConfig, argv, prog, parser=parser)
+    term = Terminal()
     try:
-        record = run(cfg)
+        record = run(cfg, echo=term.echo, status=term.status if term.tty else None)
     except StageFailed as e:
         print(f"{prog}: error: {e}", file=sys.stderr, flush=True)
         try:
-            tail = e.log.read_text(errors="replace").splitlines()[-25:]
-            print("\n".join(f"  | {line}" for line in tail), file=sys.stderr)
+            print("\n".join(f"  | {line}" for line in failure_tail(e.log)), file=sys.stderr)
         except OSError:
             pass
         return 1
-    print_summary(record)
+    print_summary(record, echo=term.echo)
     return 0
 
 

@@ -26,6 +26,9 @@ reuse. A causal LM's prompt states depend only on the prompt, which is what make
 a linear `score` over a causal backbone that takes `past_key_values`, and only after a probe at load
 time confirmed that the fast path reproduces the model's own full-sequence forward.
 
+`VLLMRewardScorer` (`model.engine: vllm`, built by `make_scorer`) keeps all of the above but the
+forward: the same token ids are scored by vLLM's pooling runner (a GPU, or vLLM's CPU build).
+
 `RewardScoringActor` wraps one scorer for Ray Data `map_batches` with an actor pool.
 
 torch (as in `models.py`) and Ray Data are imported inside the functions that use them: Serve's
@@ -47,12 +50,14 @@ import numpy as np
 from omegaconf import OmegaConf
 from tqdm import tqdm
 
+from fcrm_ray.config import ConfigError
 from fcrm_ray.hardware import resolve_autocast, set_torch_threads
-from fcrm_ray.models import (attention_mask_4d, causal_blocker, keep_head_fp32, load_reward_model, prompt_room,
-                             special_wrap)
+from fcrm_ray.models import (attention_mask_4d, causal_blocker, keep_head_fp32, load_reward_model, load_tokenizer,
+                             prompt_room, special_wrap, vllm_serving_problems)
 from fcrm_ray.paths import resolve_model_path
 from fcrm_ray.toolcall.render import render
 from fcrm_ray.toolcall.schema import SchemaError
+from fcrm_ray.vllm_engine import build_llm, engine_device, engine_kwargs
 
 log = logging.getLogger(__name__)
 
@@ -119,14 +124,7 @@ class RewardScorer:
         self.autocast, self.autocast_reason = resolve_autocast(autocast, device_type, dtype)
         if self.autocast == "bf16":
             keep_head_fp32(self.model)
-        limit = getattr(self.model.config, "max_position_embeddings", None)
-        if isinstance(limit, int) and 0 < limit < self.max_length:
-            # e.g. MiniLM's 512: longer inputs would index past the position table
-            log.info("max_length %d > the model's %d positions; using %d", self.max_length, limit, limit)
-            self.max_length = limit
-        if isinstance(limit, int) and 0 < limit < overflow_length:
-            overflow_length = limit
-        self.overflow_length = overflow_length if overflow_length > self.max_length else 0
+        self._fit_positions(self.model.config, overflow_length)
         self.pad_id = int(self.tokenizer.pad_token_id)
         import torch  # local: see the module docstring
 
@@ -140,6 +138,17 @@ class RewardScorer:
         self.stats: Counter = Counter()
         self.shared_prefix, self.prefix_mode = False, None  # until the probe says otherwise
         self.shared_prefix, self.prefix_mode = self._resolve_shared_prefix(shared_prefix, prefix_mode)
+
+    def _fit_positions(self, config: Any, overflow_length: int) -> None:
+        """Cap max_length / overflow_length at the model's position table."""
+        limit = getattr(config, "max_position_embeddings", None)
+        if isinstance(limit, int) and 0 < limit < self.max_length:
+            # e.g. MiniLM's 512: longer inputs would index past the position table
+            log.info("max_length %d > the model's %d positions; using %d", self.max_length, limit, limit)
+            self.max_length = limit
+        if isinstance(limit, int) and 0 < limit < overflow_length:
+            overflow_length = limit
+        self.overflow_length = overflow_length if overflow_length > self.max_length else 0
 
     def _inference(self):
         """No-grad forward context, under bf16 autocast when `autocast` resolved to bf16."""
@@ -549,6 +558,105 @@ def _bad_pair(row: Any, err: Exception, quarantine) -> None:
     quarantine.add(dict(row) if isinstance(row, Mapping) else {"row": str(row)}, str(err), source="score_pairs")
 
 
+# --- the same scorer with vLLM's forward ------------------------------------------------------
+#
+# `model.engine: vllm`: the token ids above (`_join`: special tokens, prompt cut from the left,
+# over-long rows unscored) go to vLLM's pooling runner as `TokensPrompt`s, so both engines score
+# identical sequences. vLLM reads the last token where HF's causal heads read the last non-pad
+# token, so trailing pad ids are dropped first (as `models.vllm_classify_input` does for `vllm
+# serve`). Checkpoints written by `fcrm train` carry `problem_type: regression`, which makes vLLM
+# return the raw Bradley-Terry score instead of a sigmoid; a folder without it is refused
+# (`models.vllm_serving_problems`). Prefix sharing is vLLM's own business there (its prefix
+# cache), so the torch path's shared-prefix probe and autocast do not apply.
+
+class VLLMRewardScorer(RewardScorer):
+    """A `RewardScorer` whose forward is vLLM's `LLM.classify` on token ids (see module docstring).
+    Takes `RewardScorer`'s keyword arguments; the torch-only ones (shared_prefix, prefix_mode,
+    padding_side, autocast, num_threads) are accepted and ignored."""
+
+    def __init__(self, model_path: str, batch_size: int = 16, max_length: int | None = None, device: str = "cpu",
+                 dtype: str = "float32", trust_remote_code: bool = False, min_prompt_tokens: int = 16,
+                 overflow_length: int | None = None, **_torch_only: Any):
+        from transformers import AutoConfig
+
+        path = resolve_model_path(str(model_path))
+        problems = vllm_serving_problems(path)
+        if problems:
+            raise ConfigError(f"config key `model.engine`: vllm cannot score {model_path}: {'; '.join(problems)}")
+        self.model_path = str(model_path)
+        self.batch_size = int(batch_size)
+        self.max_length = resolve_max_length(path, max_length)
+        self.dtype = dtype
+        self.min_prompt_tokens = int(min_prompt_tokens)
+        self.tokenizer = load_tokenizer(path, trust_remote_code)
+        self.config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+        self._fit_positions(self.config, resolve_overflow_length(path, overflow_length))
+        self.pad_id = int(self.tokenizer.pad_token_id)
+        self._wrap_pre, self._wrap_post = (list(x) for x in special_wrap(self.tokenizer))
+        self.model = None  # the weights live in vLLM's engine process
+        self.autocast, self.autocast_reason = "none", "vLLM engine"
+        self.full_padding_side, self.padding_side = "right", "right"
+        self.shared_prefix, self.prefix_mode = False, None
+        self.stats: Counter = Counter()
+        self.device = engine_device()  # vLLM takes the GPU where there is one, `device` notwithstanding
+        longest = max(self.max_length, self.overflow_length)
+        self.llm = build_llm(path, engine_kwargs(tensor_parallel_size=1, max_model_len=longest, dtype=dtype,
+                                                 trust_remote_code=trust_remote_code, seed=0, device=self.device),
+                             config_key="model.engine", what="reward scoring (vLLM pooling runner)", runner="pooling")
+        log.info("scorer %s: vLLM pooling runner, max_length %d (long calls up to %d), %s",
+                 self.model_path, self.max_length, longest, dtype)
+
+    def score_ids(self, seqs: Sequence[list[int] | None]) -> list[float]:
+        """Rewards of whole token sequences (None -> NaN) from vLLM's classify pooler."""
+        from vllm.inputs import TokensPrompt
+
+        out = [NAN] * len(seqs)
+        idx, prompts = [], []
+        for i, s in enumerate(seqs):
+            if s is None:
+                continue
+            ids = list(s)
+            while ids and ids[-1] == self.pad_id:  # vLLM pools the last token, HF the last non-pad one
+                ids.pop()
+            if ids:
+                idx.append(i)
+                prompts.append(TokensPrompt(prompt_token_ids=ids))
+        bar = _progress(len(prompts), "scoring sequences (vLLM)")
+        for start in range(0, len(prompts), max(self.batch_size, 256)):  # vLLM batches internally
+            chunk = prompts[start:start + max(self.batch_size, 256)]
+            results = self.llm.classify(chunk, use_tqdm=False)
+            for i, r in zip(idx[start:start + len(chunk)], results):
+                out[i] = float(r.outputs.probs[0])
+            if bar is not None:
+                bar.update(len(chunk))
+            self.stats["full_sequences"] += len(chunk)
+            self.stats["tokens_run"] += sum(len(p["prompt_token_ids"]) for p in chunk)
+        if bar is not None:
+            bar.close()
+        return out
+
+    def model_info(self) -> dict:
+        cfg = self.config
+        return {"name": cfg.name_or_path or self.model_path, "path": self.model_path,
+                "architecture": (cfg.architectures or ["?"])[0], "model_type": cfg.model_type,
+                "max_length": self.max_length, "overflow_length": self.overflow_length, "dtype": self.dtype,
+                "device": str(self.device), "engine": "vllm", "batch_size": self.batch_size,
+                "padding_side": "right", "shared_prefix": False, "prefix_mode": None}
+
+
+ENGINES = ("torch", "vllm")
+
+
+def make_scorer(model_path: str, engine: str = "torch", **kwargs: Any) -> RewardScorer:
+    """The scorer a stage config asks for (`model.engine`): the torch forward, or the same
+    tokenisation and rules with the forward in vLLM's pooling runner (`VLLMRewardScorer`)."""
+    if engine == "vllm":
+        return VLLMRewardScorer(model_path, **kwargs)
+    if engine != "torch":
+        raise ValueError(f"scorer engine must be one of {ENGINES}, got {engine!r}")
+    return RewardScorer(model_path, **kwargs)
+
+
 # --- Ray Data ---------------------------------------------------------------------------------
 
 class RewardScoringActor:
@@ -564,7 +672,7 @@ class RewardScoringActor:
     """
 
     def __init__(self, model_path: str, **scorer_kwargs: Any):
-        self.scorer = RewardScorer(model_path, **scorer_kwargs)
+        self.scorer = make_scorer(model_path, **scorer_kwargs)
 
     def __call__(self, batch: Any) -> Any:
         for col in ("prompt", "completion"):
@@ -610,4 +718,4 @@ def finite_or_none(x: Any) -> float | None:
     return x if math.isfinite(x) else None
 
 
-__all__ = ["RewardScorer", "RewardScoringActor", "score_pairs", "score_dataset", "finite_or_none"]
+__all__ = ["RewardScorer", "VLLMRewardScorer", "make_scorer", "RewardScoringActor", "score_pairs", "score_dataset", "finite_or_none"]

@@ -1,5 +1,5 @@
 """Generator backends: the shared interface, mutation and hf batch callables, retries, and the
-vLLM processor config / preprocess / postprocess built without a GPU (vllm is not installed)."""
+vLLM processor config / preprocess / postprocess (the engine itself runs in tests/test_vllm_engine.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from fcrm_ray.config import ConfigError, load_config
 from fcrm_ray.generate import backends as B
 from fcrm_ray.generate.config import GenerateConfig, GeneratorConfig, SamplingConfig, VLLMConfig
-from fcrm_ray.generate.stages import WORK_COLUMNS, work_row
+from fcrm_ray.generate.stages import WORK_COLUMNS, render_generation_prompt, work_row
 from fcrm_ray.toolcall.schema import ERROR_TYPES, Example, normalize_tools, reference_from_bfcl
 
 TOOLS = [{"name": "get_weather", "description": "Weather for a city",
@@ -88,9 +88,14 @@ def test_units_per_example_fan_out_only_for_vllm():
 def test_make_backend_picks_class_and_tag():
     assert isinstance(B.make_backend(GeneratorConfig(backend="mutation"), 0), B.MutationBackend)
     assert isinstance(B.make_backend(GeneratorConfig(backend="hf", model="/m/qwen"), 1), B.HFBackend)
-    b = B.make_backend(GeneratorConfig(backend="vllm", model="/models/Qwen3-8B"), 2)
-    assert isinstance(b, B.VLLMBackend) and b.tag == "Qwen3-8B"
-    assert b.remote_args() == {"max_restarts": -1, "max_task_retries": -1}
+
+
+
+def test_vllm_backend_checks_its_model_before_any_work(tiny_lm, tmp_path):
+    b = B.make_backend(GeneratorConfig(backend="vllm", model=str(tiny_lm)), 2)
+    assert isinstance(b, B.VLLMBackend) and b.tag == "tiny"
+    with pytest.raises(ConfigError, match=r"`generators\[2\]\.model`.*not a folder"):
+        B.make_backend(GeneratorConfig(backend="vllm", model=str(tmp_path / "Qwen3-8B")), 2)
 
 
 def test_retries_then_records_error_per_row():
@@ -162,47 +167,60 @@ def test_tiny_model_prompt_carries_each_rows_tools(tiny_lm):
     assert "get_time" not in render_generation_prompt(tok, ex.tools[:1], ex.conversation)
 
 
-# --- vLLM (no GPU, no vllm) ------------------------------------------------------------------
+# --- vLLM (config, preprocess, postprocess) --------------------------------------------------
 
-def vllm_gen(**kw):
-    return GeneratorConfig(name="Qwen3-8B", backend="vllm", model="/models/Qwen3-8B", batch_size=32,
+def vllm_gen(model, **kw):
+    return GeneratorConfig(name="Qwen3-8B", backend="vllm", model=str(model), batch_size=32,
                            sampling=SamplingConfig(n=3, temperature=0.8, top_p=0.9, max_new_tokens=128, seed=7),
                            vllm=VLLMConfig(tensor_parallel_size=2, replicas=3, max_model_len=4096,
                                            engine_kwargs={"enforce_eager": True}), **kw)
 
 
-def test_vllm_processor_config_from_generator_config():
+def test_vllm_processor_config_from_generator_config(tiny_lm):
     pytest.importorskip("ray.data.llm")
-    pc = B.vllm_processor_config(vllm_gen())
-    assert pc.model_source == "/models/Qwen3-8B"
-    assert pc.engine_kwargs["tensor_parallel_size"] == 2
+    pc = B.vllm_processor_config(vllm_gen(tiny_lm, num_cpus=2), str(tiny_lm), device="cuda")
+    assert pc.model_source == str(tiny_lm)
+    assert pc.engine_kwargs["tensor_parallel_size"] == 2 and pc.engine_kwargs["gpu_memory_utilization"] == 0.9
     assert pc.engine_kwargs["max_model_len"] == 4096 and pc.engine_kwargs["enforce_eager"] is True
-    assert pc.concurrency == (3, 3) and pc.batch_size == 32
+    assert pc.concurrency == (3, 3) and pc.batch_size == 32 and pc.placement_group_config is None
     # we render prompts ourselves (per-row tools), so Ray's template/tokenize stages are off
     for stage in (pc.chat_template_stage, pc.tokenize_stage, pc.detokenize_stage):
         assert stage is False or getattr(stage, "enabled", True) is False
     assert pc.should_continue_on_error is True
+    cpu = B.vllm_processor_config(vllm_gen(tiny_lm, num_cpus=2), str(tiny_lm), device="cpu")
+    # CPU: a CPU bundle per TP worker instead of GPUs; no GPU memory fraction
+    assert [b["CPU"] for b in cpu.placement_group_config["bundles"]] == [2.0, 2.0]
+    assert not any(b.get("GPU") for b in cpu.placement_group_config["bundles"])
+    assert "gpu_memory_utilization" not in cpu.engine_kwargs
+    assert "VLLM_CPU_KVCACHE_SPACE" in cpu.runtime_env["env_vars"]
 
 
-def test_vllm_build_processor_without_gpu(ray_local):
+def test_vllm_build_processor_on_this_machine(ray_local, tiny_lm):
     pytest.importorskip("ray.data.llm")
-    proc = B.make_backend(vllm_gen(), 1).build_processor()
+    proc = B.make_backend(vllm_gen(tiny_lm), 1).build_processor()
     names = list(getattr(proc, "stages", {}))
     assert names == ["vLLMEngineStage"], names  # no ChatTemplateStage / TokenizeStage / DetokenizeStage
     stage = proc.stages["vLLMEngineStage"]
     assert stage.fn_constructor_kwargs["engine_kwargs"]["tensor_parallel_size"] == 2
     assert stage.map_batches_kwargs["compute"].min_size == 3 == stage.map_batches_kwargs["compute"].max_size
+    assert stage.map_batches_kwargs.get("num_gpus", 0) == 0  # this machine has none: CPU bundles
 
 
 def test_vllm_preprocess_renders_tools_and_seeds_each_sample(tiny_lm):
     from transformers import AutoTokenizer
 
-    be = B.make_backend(vllm_gen(), 1)
-    pre = be.preprocess(tokenizer=AutoTokenizer.from_pretrained(tiny_lm))
+    tok = AutoTokenizer.from_pretrained(tiny_lm)
+    be = B.make_backend(vllm_gen(tiny_lm), 1)
+    pre = be.preprocess(tokenizer=tok)
     fanned = B.fan_out_samples(rows(1)[0], 3)
     assert [r["unit"] for r in fanned] == [0, 1, 2]
     outs = [pre(r) for r in fanned]
-    assert all("get_weather" in o["prompt"] and o["prompt"].endswith("<assistant>") for o in outs)
+    # token ids of exactly the rendered template: no special tokens added on top (no second BOS)
+    ex = Example.from_dict(json.loads(fanned[0]["example"]))
+    prompt = render_generation_prompt(tok, ex.tools, ex.conversation)
+    assert "get_weather" in prompt and prompt.endswith("<assistant>")
+    assert all(o["tokenized_prompt"] == tok(prompt, add_special_tokens=False)["input_ids"] for o in outs)
+    assert tok.cls_token_id not in outs[0]["tokenized_prompt"]  # this tokenizer's BOS, not added
     sp = [o["sampling_params"] for o in outs]
     assert all(p["n"] == 1 and p["max_tokens"] == 128 and p["temperature"] == 0.8 for p in sp)
     assert len({p["seed"] for p in sp}) == 3  # each sample slot has its own reproducible seed
@@ -241,11 +259,11 @@ def test_mutation_generator_mix_and_determinism():
     assert other != a
 
 
-def test_vllm_apply_builds_lazy_plan_without_vllm(ray_local):
-    """fan out n samples -> our preprocess -> the engine -> work rows; nothing runs (no vllm here)."""
+def test_vllm_apply_builds_the_lazy_plan(ray_local, tiny_lm):
+    """fan out n samples -> our preprocess -> the engine -> work rows (built, not run)."""
     import ray
 
-    ds = B.make_backend(vllm_gen(), 1).apply(ray.data.from_items(rows(2)))
+    ds = B.make_backend(vllm_gen(tiny_lm), 1).apply(ray.data.from_items(rows(2)))
     op, names = ds._logical_plan.dag, []
     while op is not None:
         names.append(op.name)
@@ -254,3 +272,23 @@ def test_vllm_apply_builds_lazy_plan_without_vllm(ray_local):
     assert names[0] == "FromItems" and names[1].startswith("FlatMap")
     assert names[2:5] == ["Map(_preprocess)", "MapBatches(vLLMEngineStageUDF)", "Map(_postprocess)"], names
     assert not any("ChatTemplate" in n or "Tokenize" in n for n in names)
+
+
+def test_stop_strings_end_samples_in_both_model_backends(tiny_lm):
+    """`sampling.stop` reaches vLLM's SamplingParams and cuts transformers' samples the same way
+    (the stop string itself is not kept)."""
+    p = B.vllm_sampling_params({"temperature": 0.7, "top_p": 1.0, "max_new_tokens": 8, "stop": ["\n"]}, "ex", "g", 0)
+    assert p["stop"] == ["\n"]
+    assert "stop" not in B.vllm_sampling_params({"temperature": 0.7, "top_p": 1.0, "max_new_tokens": 8}, "ex", "g", 0)
+    assert B._cut_at_stop(' [{"name": "f"}]\nmore\n', ["\n"]) == '[{"name": "f"}]'
+    from collections import Counter
+
+    gen = B.HFGenerator(hf_cfg(tiny_lm, n=2, temperature=1.0))  # seeded: the same samples on each call
+    gen.sampling = {**gen.sampling, "max_new_tokens": 12}
+    free = [c["text"] for cs in gen.generate_rows(rows(2)) for c in cs]
+    stop = Counter("".join(free).replace(" ", "")).most_common(1)[0][0]  # a character the samples hold
+    gen.sampling["stop"] = [stop]
+    cut = [c["text"] for cs in gen.generate_rows(rows(2)) for c in cs]
+    assert all(stop not in t for t in cut) and all(f.startswith(c) for f, c in zip(free, cut))
+    assert cut != free
+

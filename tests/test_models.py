@@ -92,6 +92,57 @@ def test_init_reward_model_from_causal_lm_backbone(qwen_dir, tmp_path):
     load_reward_model(str(tmp_path / "rm"))  # the saved result passes the reward-model check
 
 
+def _base_lm(qwen_dir, out):
+    """A base causal LM folder (the tiny RM's backbone and tokenizer, no score head)."""
+    from transformers import Qwen3ForCausalLM
+
+    rm = AutoModelForSequenceClassification.from_pretrained(qwen_dir)
+    lm = Qwen3ForCausalLM(rm.config)
+    lm.config.architectures = ["Qwen3ForCausalLM"]
+    lm.save_pretrained(out)
+    AutoTokenizer.from_pretrained(qwen_dir).save_pretrained(out)
+    return str(out)
+
+
+def _load_reports(fn):
+    """The transformers load reports logged while `fn` runs."""
+    import logging
+
+    seen = []
+    handler = logging.Handler()
+    handler.emit = lambda r: seen.append(r.getMessage())
+    logger = logging.getLogger("transformers")
+    logger.addHandler(handler)
+    try:
+        fn()
+    finally:
+        logger.removeHandler(handler)
+    return [m for m in seen if "LOAD REPORT" in m]
+
+
+def test_fresh_score_head_is_one_line_of_ours_not_the_library_report(qwen_dir, tmp_path):
+    base = _base_lm(qwen_dir, tmp_path / "base")
+    notes = []
+    assert _load_reports(lambda: init_reward_model(base, note=notes.append)) == []
+    assert notes == ["score head initialised (lm_head.weight of the checkpoint not used): "
+                     "training starts from the pretrained backbone"]
+    # continued training from a reward model: no new head, nothing to say
+    notes.clear()
+    assert _load_reports(lambda: init_reward_model(str(qwen_dir), note=notes.append)) == [] and notes == []
+
+
+def test_other_loading_problems_keep_the_library_report(qwen_dir, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    base = _base_lm(qwen_dir, tmp_path / "base")
+    weights = tmp_path / "base" / "model.safetensors"
+    # a weight inside the backbone that the architecture does not have: a real mismatch
+    save_file({**load_file(weights), "model.layers.0.extra.weight": torch.zeros(2)}, weights, metadata={"format": "pt"})
+    notes = []
+    reports = _load_reports(lambda: init_reward_model(base, note=notes.append))
+    assert notes == [] and len(reports) == 1 and "UNEXPECTED" in reports[0] and "MISSING" in reports[0]
+
+
 def test_encode_keeps_completion_and_cuts_prompt_from_left(bert_dir):
     tok = AutoTokenizer.from_pretrained(bert_dir)
     prompt = " ".join(f"tool{i} city string" for i in range(80))

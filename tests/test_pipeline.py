@@ -20,11 +20,13 @@ from fcrm_ray.pipeline import STAGES, Layout, PipelineConfig, StageFailed, run, 
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# The CPU pipeline shrunk to a couple of minutes: the same stages and wiring, tiny sizes.
+# The CPU pipeline shrunk to a few minutes: the same stages and wiring (generate: Gemma 3 270M on
+# vLLM's CPU build in a ray.data.llm engine actor, beside mutations), tiny sizes.
 TINY = [
     "bench.overrides=[max_examples_per_category=3]",
     "generate.overrides=['sources=[{kind: bfcl, categories: [live_simple], limit: 5}, "
-    "{kind: bfcl, categories: [live_multiple], limit: 5}]', generators.1.sampling.n=1, output.shard_size=8]",
+    "{kind: bfcl, categories: [live_multiple], limit: 5}]', generators.1.sampling.n=1, "
+    "generators.1.sampling.max_new_tokens=16, output.shard_size=8]",
     "train.overrides=[train.max_steps=2, train.micro_batch_size=4, train.eval_every=0, data.max_length=128, "
     "data.min_prompt_tokens=16, data.max_eval_rows=8, 'data.extra_eval_splits=[]']",
     "pairwise.overrides=[max_rows=16, model.max_length=128, n_boot=50]",
@@ -244,6 +246,9 @@ def test_cpu_pipeline_as_a_submitted_ray_job(ray_head, tmp_path):
     assert [s["stage"] for s in record["stages"]] == list(STAGES)
     assert all(s["status"] == "ok" for s in record["stages"]), record
     by = {s["stage"]: s.get("result") or {} for s in record["stages"]}
+    # generate ran the real model through vLLM (CPU build) in the job, one sample per example
+    gen = json.loads((out / "generate" / "stats.json").read_text())
+    assert gen["by_generator"]["gemma-3-270m"]["candidates"] == 10 and all(gen["checks"].values()), gen
     # the trained RM is a standard SeqCls checkpoint with one label
     cfg = json.loads((out / "rm" / "config.json").read_text())
     assert cfg.get("num_labels", len(cfg.get("id2label", {}))) == 1

@@ -59,6 +59,7 @@ def test_every_scoring_stage_names_its_model_model_path(name):
     (FilterConfig, "scoring.model_path=m", "`model.path`"),
     (FilterConfig, "output.dir=x", "`out`"),
     (GenerateConfig, "output.dir=x", "`out`"),
+    (GenerateConfig, "generators.0.max_restarts=3", "no key: Ray Data restarts"),
     (ServeConfig, "ray_address=auto", "`ray.address`"),
 ])
 def test_old_spellings_fail_naming_the_new_key(cls, old, new):

@@ -3,6 +3,7 @@ starts Ray; `ActorPoolConfig` (the key `actors`): the Ray Data actor pool that h
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,7 +17,7 @@ class RayConfig:
     # "auto" = an existing cluster on this machine; "local" = always a new local Ray; ray://... or host:port
     address: str = ""
     num_cpus: int = 0  # a Ray this stage starts itself only; 0 = all CPUs
-    runtime_env: dict[str, Any] = field(default_factory=dict)  # passed to ray.init as-is
+    runtime_env: dict[str, Any] = field(default_factory=dict)  # passed to ray.init (+ the State API address, below)
 
     def validate(self) -> None:
         if self.num_cpus < 0:
@@ -43,21 +44,64 @@ class ActorPoolConfig:
 
 def ray_init(cfg: RayConfig, dashboard: bool | None = False, **kwargs: Any) -> bool:
     """Connect to (or start) Ray as `cfg` says, unless this process already did; True if this call
-    initialised it. `dashboard` applies to a Ray started here (None = Ray's default); `kwargs` go
-    to `ray.init`."""
+    initialised it. `dashboard` applies to a Ray started here (None = Ray's default); the State
+    API is served by the dashboard, so a stage whose Ray libraries query it (Ray Train) needs it on.
+    `kwargs` go to `ray.init`."""
     import ray  # here, not at the top: stage configs embed RayConfig and `fcrm cluster check` reads them without Ray
 
     if ray.is_initialized():
         return False
+    _hide_token_auth_notice()
     kw = dict(kwargs)
     if cfg.address:
         kw["address"] = cfg.address
+    runtime_env = dict(cfg.runtime_env)
     if cfg.starts_local():
         if dashboard is not None:
             kw.setdefault("include_dashboard", dashboard)
         if cfg.num_cpus:
             kw["num_cpus"] = cfg.num_cpus
-    if cfg.runtime_env:
-        kw["runtime_env"] = dict(cfg.runtime_env)
+        if dashboard is not False:
+            runtime_env = _with_state_api_address(runtime_env, kw)
+    if runtime_env:
+        kw["runtime_env"] = runtime_env
     ray.init(**kw)
     return True
+
+
+def _with_state_api_address(runtime_env: dict[str, Any], init_kw: dict[str, Any]) -> dict[str, Any]:
+    """`runtime_env` telling this Ray's workers where its dashboard (the State API) listens.
+
+    Ray's own actors (Ray Train's PlacementGroupCleaner) call the State API without an address,
+    and a worker of a local Ray has no RAY_ADDRESS: Ray then scans the machine for GCS processes
+    and raises "Found multiple active Ray instances" as soon as a second Ray runs here (another
+    stage, `fcrm serve`, a test), which killed the cleaner with a traceback."""
+    import socket
+
+    port = init_kw.get("dashboard_port")
+    if port is None:
+        with socket.socket() as s:  # chosen here, not by Ray, because the workers' env must name it before ray.init
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        init_kw["dashboard_port"] = port
+    host = init_kw.get("dashboard_host", "127.0.0.1")
+    env_vars = {"RAY_API_SERVER_ADDRESS": f"http://{host}:{port}", **runtime_env.get("env_vars", {})}
+    return {**runtime_env, "env_vars": env_vars}
+
+
+# Ray (2.59+) turns token authentication on for every new local cluster and says so at WARNING on
+# each start; the only action it names is opting out (RAY_AUTH_MODE=disabled), which leaves the
+# local Ray's ports open (`fcrm serve` warns about that). Setting RAY_AUTH_MODE=token would say the
+# same silently, but Ray reads it when it is imported, before any stage reaches `ray_init`. Ray's
+# other auth messages (auth off, a token generated) still show.
+_TOKEN_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
+
+
+def _not_token_auth_notice(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("Token authentication is enabled for this Ray cluster")
+
+
+def _hide_token_auth_notice() -> None:
+    logger = logging.getLogger(_TOKEN_AUTH_LOGGER)
+    if _not_token_auth_notice not in logger.filters:
+        logger.addFilter(_not_token_auth_notice)

@@ -11,6 +11,7 @@ from fcrm_ray.config import ConfigError
 DTYPES = ("float32", "bfloat16", "float16")
 DEVICES = ("cpu", "cuda")
 AUTOCAST_MODES = ("auto", "bf16", "none")  # what fcrm_ray.hardware.resolve_autocast accepts
+ENGINES = ("torch", "vllm")  # fcrm_ray.scoring.make_scorer
 
 
 @dataclass
@@ -27,6 +28,9 @@ class ScorerConfig:
     dtype: str = "float32"  # weights: float32 | bfloat16 | float16
     autocast: str = "auto"  # bf16 autocast only where the device runs it natively (fcrm_ray/hardware.py)
     trust_remote_code: bool = False
+    # torch: our forward (shared-prefix KV reuse, autocast); vllm: the same token ids scored by
+    # vLLM's pooling runner (CUDA or the CPU build), equal to torch's within 1e-4 in fp32
+    engine: str = "torch"
 
     def validate(self, prefix: str = "model.") -> None:
         if self.batch_size < 1:
@@ -40,11 +44,13 @@ class ScorerConfig:
             raise ConfigError(f"config key `{prefix}device`: expected cpu or cuda, got {self.device!r}")
         if self.dtype not in DTYPES:
             raise ConfigError(f"config key `{prefix}dtype`: expected one of {DTYPES}, got {self.dtype!r}")
+        if self.engine not in ENGINES:
+            raise ConfigError(f"config key `{prefix}engine`: expected one of {ENGINES}, got {self.engine!r}")
         if self.autocast not in AUTOCAST_MODES:
             raise ConfigError(f"config key `{prefix}autocast`: expected one of {AUTOCAST_MODES}, got {self.autocast!r}")
 
     def scorer_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of `fcrm_ray.scoring.RewardScorer(path, **kwargs)`."""
-        return {"batch_size": self.batch_size, "max_length": self.max_length,
+        """Keyword arguments of `fcrm_ray.scoring.make_scorer(path, **kwargs)`."""
+        return {"engine": self.engine, "batch_size": self.batch_size, "max_length": self.max_length,
                 "overflow_length": self.overflow_length, "device": self.device,
                 "dtype": self.dtype, "autocast": self.autocast, "trust_remote_code": self.trust_remote_code}

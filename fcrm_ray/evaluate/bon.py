@@ -30,7 +30,7 @@ categories, i.e. the held-out test side of our splits) with `pools.backend`:
   then shuffled (seeded), so the first sample is correct with probability `correct_fraction`.
 - `hf` (CPU or GPU): `pool_size` samples per prompt from a causal LM with transformers `generate`
   (`fcrm_ray.generate.backends.HFGenerator`; `pools.model=tiny:qwen3` builds a tiny random model).
-- `vllm` (GPU only): `pool_size` samples per prompt from vLLM (`SamplingParams(n=...)`).
+- `vllm`: `pool_size` samples per prompt from vLLM (`SamplingParams(n=...)`), on a GPU or vLLM's CPU build.
 """
 
 from __future__ import annotations
@@ -55,11 +55,11 @@ from fcrm_ray.evaluate.report import fmt_acc, md_table, model_name, save_lines
 from fcrm_ray.generate.stages import render_generation_prompt
 from fcrm_ray.models import RewardModelError, check_reward_model_dir
 from fcrm_ray.paths import resolve_model_path
-from fcrm_ray.scoring import RewardScorer
+from fcrm_ray.scoring import make_scorer
 from fcrm_ray.toolcall.mutate import chosen_variants, mutate
 from fcrm_ray.toolcall.schema import ERROR_TYPES, Example, SchemaError, normalize_tools, reference_from_bfcl
 from fcrm_ray.toolcall.verify import canonical_key, verify
-from fcrm_ray.vllm_engine import build_llm, engine_kwargs, sampling_params
+from fcrm_ray.vllm_engine import build_llm, engine_kwargs, sampling_params, token_prompts
 
 # FC-RewardBench error-type counts (paper-notes.md), the mix of wrong candidates in mutation pools.
 ERROR_WEIGHTS = {"incorrect_parameter_value": 650, "incorrect_function_name": 403, "incorrect_number_of_functions": 245,
@@ -221,7 +221,7 @@ def run_eval(cfg: BonConfig) -> dict:
         if not pools:
             raise ConfigError(f"config key `candidates`: no usable pool in {cfg.candidates} "
                               f"({n_read} rows read, quarantined: {dict(q.counts)})")
-        scorer = RewardScorer(model_path, **cfg.model.scorer_kwargs())
+        scorer = make_scorer(model_path, **cfg.model.scorer_kwargs())
         rewards = score_pools(pools, scorer)
         curve, records = evaluate_pools(pools, rewards, cfg.ns, n_boot=cfg.n_boot, seed=cfg.seed,
                                         vote_temperature=cfg.vote_temperature)
@@ -308,16 +308,21 @@ def hf_pools(examples: Sequence[Example], p: PoolsConfig, work_dir: Path) -> lis
     return [[s["text"] for s in row] for row in samples]
 
 
-def vllm_pools(examples: Sequence[Example], p: PoolsConfig) -> list[list[str]]:
-    """`pool_size` samples per example from vLLM. GPU only: vLLM is imported when the engine is built."""
-    llm = build_llm(p.model, engine_kwargs(tensor_parallel_size=p.tensor_parallel_size, max_model_len=p.max_model_len,
-                                           seed=p.seed),
-                    config_key="pools.backend", what="vllm")
+def vllm_pools(examples: Sequence[Example], p: PoolsConfig, work_dir: Path) -> list[list[str]]:
+    """`pool_size` samples per example from vLLM (a GPU, or vLLM's CPU build: `vllm_engine`)."""
+    # local: generate.backends imports Ray Data (see hf_pools)
+    from fcrm_ray.generate.backends import resolve_generator_model
+
+    model = resolve_generator_model(p.model, work_dir)
+    llm = build_llm(model, engine_kwargs(tensor_parallel_size=p.tensor_parallel_size, max_model_len=p.max_model_len,
+                                         seed=p.seed),
+                    config_key="pools.model", what="Best-of-N pools")
     tok = llm.get_tokenizer()
-    prompts = [render_generation_prompt(tok, ex.tools, ex.conversation, p.chat_template_kwargs) for ex in examples]
+    prompts = token_prompts(tok, [render_generation_prompt(tok, ex.tools, ex.conversation, p.chat_template_kwargs)
+                                  for ex in examples])
     params = sampling_params(n=p.pool_size, temperature=p.temperature, top_p=p.top_p, max_tokens=p.max_new_tokens,
                              seed=p.seed)
-    return [[o.text for o in r.outputs] for r in llm.generate(prompts, params)]
+    return [[o.text for o in r.outputs] for r in llm.generate(prompts, params, use_tqdm=False)]
 
 
 def build_pools(cfg: BonConfig, out_file: str | Path) -> dict:
@@ -336,7 +341,7 @@ def build_pools(cfg: BonConfig, out_file: str | Path) -> dict:
     elif p.backend == "hf":
         pools = hf_pools(examples, p, Path(p.work_dir) if p.work_dir else out_file.parent)
     else:
-        pools = vllm_pools(examples, p)
+        pools = vllm_pools(examples, p, Path(p.work_dir) if p.work_dir else out_file.parent)
     n = 0
     with open(out_file, "w", encoding="utf-8") as fh:
         for ex, cands in zip(examples, pools):

@@ -21,7 +21,7 @@ BACKENDS = ("local", "ray")
 
 @dataclass
 class JudgeConfig:
-    """`scorer=vllm_judge` (GPU): vLLM engine and sampling settings of the judge."""
+    """`scorer=vllm_judge`: vLLM engine and sampling settings of the judge (GPU, or vLLM's CPU build)."""
 
     tensor_parallel_size: int = 1
     max_model_len: int = 8192

@@ -1,4 +1,4 @@
-"""LLM-as-judge scoring of pairs through vLLM (`fcrm eval pairwise scorer=vllm_judge`, GPU only):
+"""LLM-as-judge scoring of pairs through vLLM (`fcrm eval pairwise scorer=vllm_judge`):
 the yes/no judge prompt, verdict parsing, and the engine run that turns verdicts into scores.
 
 The judge sees the tools, the conversation and ONE candidate and answers yes/no; the score is
@@ -12,7 +12,7 @@ import math
 import re
 from typing import Any, Mapping, Sequence
 
-from fcrm_ray.vllm_engine import build_llm, engine_kwargs, sampling_params
+from fcrm_ray.vllm_engine import build_llm, engine_kwargs, sampling_params, token_prompts
 
 JUDGE_SYSTEM = (
     "You are an expert judge of function calls. Given the available tools, a conversation and a "
@@ -63,7 +63,7 @@ def verdict_score(top_logprobs: Mapping[str, float] | None, text: str) -> float:
 
 def score_judge(rows: Sequence[Mapping], model_path: str, jcfg, trust_remote_code: bool = False) -> tuple[list, list, dict]:
     """(chosen, rejected, stats) from a vLLM judge; `jcfg` is the eval config's `judge` section
-    (`pairwise.JudgeConfig`). GPU only: vLLM is imported when the engine is built."""
+    (`pairwise.JudgeConfig`). On a GPU, or vLLM's CPU build (`vllm_engine`)."""
     llm = build_llm(model_path, engine_kwargs(tensor_parallel_size=jcfg.tensor_parallel_size,
                                               max_model_len=jcfg.max_model_len,
                                               gpu_memory_utilization=jcfg.gpu_memory_utilization,
@@ -77,7 +77,7 @@ def score_judge(rows: Sequence[Mapping], model_path: str, jcfg, trust_remote_cod
                                                    tokenize=False, add_generation_prompt=True,
                                                    **dict(jcfg.chat_template_kwargs)))
     params = sampling_params(temperature=0.0, max_tokens=jcfg.max_tokens, logprobs=jcfg.top_logprobs)
-    outs = llm.generate(prompts, params)
+    outs = llm.generate(token_prompts(tok, prompts), params, use_tqdm=False)
     scores = []
     for o in outs:
         c = o.outputs[0]

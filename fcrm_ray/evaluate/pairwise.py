@@ -2,7 +2,7 @@
 
     fcrm eval pairwise --model runs/rm-minilm --data data/pairs --out runs/eval/pairwise [--split test]
     fcrm eval pairwise --model rm-a --model rm-b --data pairs.parquet --out DIR backend=ray actors.num_actors=2
-    fcrm eval pairwise --model /models/judge-8b --data fc_rewardbench.jsonl --out DIR scorer=vllm_judge  # GPU
+    fcrm eval pairwise --model /models/judge-8b --data fc_rewardbench.jsonl --out DIR scorer=vllm_judge
 
 Pairs come from `data.pairs.read_pairs` (FC-RewardBench rows or our generation pipeline's output);
 rows that do not fit the pair schema go to `<out>/quarantine.jsonl` with a reason, and the counts
@@ -14,12 +14,12 @@ Scorers (`scorer=`; the backends are in `scorers.py`):
   pair is one shared-prefix group (`scoring.score_pairs`). `backend=local` runs in this process
   (CPU default); `backend=ray` renders the pairs in Ray Data tasks and scores them with an actor
   pool of `scoring.RewardScoringActor` (`map_batches` + `ActorPoolStrategy`), one pool per model.
-- `vllm_judge` (GPU only; `judge.py`): an LLM-as-judge through vLLM, as the paper compares judges
+- `vllm_judge` (`judge.py`; a GPU, or vLLM's CPU build): an LLM-as-judge through vLLM, as the paper compares judges
   with RMs. The judge sees the tools, the conversation and ONE candidate and answers yes/no; the
   score is P(yes) / (P(yes) + P(no)) from the first generated token's log-probs, or the parsed
   verdict (1 / 0, 0.5 if neither) when the top log-probs hold neither word. Chosen and rejected are
-  judged independently, so equal verdicts are ties (counted half). Prompt building and verdict
-  parsing are tested on CPU; the vLLM engine itself is only exercised on a GPU machine.
+  judged independently, so equal verdicts are ties (counted half). Tested on the real engine
+  with vLLM's CPU build (tests/test_vllm_engine.py).
 
 Artifacts per model (in `--out`, or `--out/<model name>/` when several models are given):
 `metrics.json` (top-level `accuracy`, `n`, `ci95`, `per_error_type`, `per_category`, `per_source`,

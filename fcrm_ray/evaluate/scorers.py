@@ -17,7 +17,7 @@ import ray.data
 from fcrm_ray.common.ray_cluster import ray_init
 from fcrm_ray.evaluate.judge import score_judge
 from fcrm_ray.models import load_tokenizer
-from fcrm_ray.scoring import RewardScorer, score_dataset, score_pairs
+from fcrm_ray.scoring import make_scorer, score_dataset, score_pairs
 from fcrm_ray.toolcall.render import render
 
 
@@ -32,7 +32,7 @@ def score_rows(rows: Sequence[Mapping], model_path: str, cfg, quarantine=None) -
 def score_local(rows: Sequence[Mapping], model_path: str, cfg, quarantine=None) -> tuple[list, list, dict]:
     """(chosen, rejected, scorer stats) with a RewardScorer in this process. Chosen and rejected
     share the prompt, so each pair is one shared-prefix group (`scoring.score_pairs`)."""
-    scorer = RewardScorer(model_path, **cfg.model.scorer_kwargs())
+    scorer = make_scorer(model_path, **cfg.model.scorer_kwargs())
     chosen, rejected = score_pairs(scorer, rows, quarantine=quarantine)
     return chosen, rejected, {**dict(scorer.stats), "model_info": scorer.model_info()}
 

@@ -321,10 +321,10 @@ def run_scoring(cfg: FilterConfig, shards: list[dict], out: Path, manifest: dict
         ScoreUnits, fn_constructor_kwargs={"model": to_dict(cfg.model), "scoring": to_dict(sc)},
         batch_size=pool.batch_size, batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(size=sc.serve_concurrency if remote else pool.num_actors),
-        num_cpus=0.1 if remote else pool.num_cpus_per_actor, num_gpus=0 if remote else pool.num_gpus_per_actor,
-        # a crashed scoring actor is restarted and its batch resubmitted (rows are keyed by unit
-        # id and collected per shard, so a retried batch neither duplicates nor loses a unit)
-        max_restarts=-1, max_task_retries=-1)
+        # a crashed scoring actor is restarted and its batch resubmitted (Ray Data's defaults:
+        # max_restarts=-1, max_task_retries=-1); rows are keyed by unit id and collected per shard,
+        # so a retried batch neither duplicates nor loses a unit
+        num_cpus=0.1 if remote else pool.num_cpus_per_actor, num_gpus=0 if remote else pool.num_gpus_per_actor)
     buffers: dict[str, list[dict]] = defaultdict(list)
     expected: dict[str, int] = {}
     for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):

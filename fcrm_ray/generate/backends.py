@@ -12,14 +12,15 @@ does not care who produced a call:
   the same rows again); use `vllm` for throughput on GPUs.
 - `vllm`: a Ray Data LLM processor (`ray.data.llm.build_processor` + `vLLMEngineProcessorConfig`).
   Prompts are rendered here with each row's `tools=` (the built-in chat-template stage does not
-  pass per-row tools), so the chat-template, tokenize and detokenize stages are disabled. vLLM
-  returns one output per request, so n samples = n requests with their own seeds. GPU only:
-  `vllm` is imported by Ray's engine stage on the GPU workers; on CPU we build and test the
-  processor config and the pre/post-processing functions.
+  pass per-row tools) and sent as token ids (exactly the template's tokens: no second BOS), so
+  the chat-template, tokenize and detokenize stages are disabled. vLLM returns one output per
+  request, so n samples = n requests with their own seeds. On a GPU machine the engine actors hold
+  GPUs; elsewhere they run vLLM's CPU build on CPU bundles (`vllm_engine.processor_resources`).
 
 A batch that raises is retried `retries` times, then each row once alone; rows that still fail
-carry `gen_error` and are counted, not fatal. Actor crashes are Ray's job: `max_restarts` /
-`max_task_retries` in the map's remote args resubmit the lost batch.
+carry `gen_error` and are counted, not fatal. Worker crashes are Ray's job: Ray Data restarts a
+dead actor and resubmits its batch, or reruns a lost task (its defaults: actor pools
+`max_restarts=-1, max_task_retries=-1`, tasks `max_retries=-1`; Ray 2.60 deprecates setting them per map).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from fcrm_ray.generate.stages import WORK_COLUMNS, example_seed, render_generati
 from fcrm_ray.paths import minilm_dir, resolve_model_path
 from fcrm_ray.toolcall.mutate import mutate_all
 from fcrm_ray.toolcall.schema import ERROR_TYPES
-from fcrm_ray.vllm_engine import engine_kwargs
+from fcrm_ray.vllm_engine import check_model_dir, engine_device, engine_kwargs, processor_resources
 
 log = logging.getLogger(__name__)
 
@@ -133,8 +134,9 @@ def build_tiny_causal_lm(out_dir: str | Path) -> Path:
     tok = AutoTokenizer.from_pretrained(str(minilm_dir()))
     tok.chat_template = TINY_CHAT_TEMPLATE
     tok.model_max_length = 16384  # MiniLM's 512 is the encoder's limit, not this decoder's
-    cfg = Qwen3Config(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=2, num_key_value_heads=1, head_dim=16, max_position_embeddings=16384,
+    # head_dim 32: the smallest vLLM's CPU attention runs, so the vllm backend is tested on this model too
+    cfg = Qwen3Config(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                      num_attention_heads=2, num_key_value_heads=1, head_dim=32, max_position_embeddings=16384,
                       pad_token_id=tok.pad_token_id, eos_token_id=tok.sep_token_id, bos_token_id=tok.cls_token_id,
                       tie_word_embeddings=True)
     torch.manual_seed(0)
@@ -150,6 +152,13 @@ def resolve_generator_model(model: str, work_dir: str | Path) -> str:
     if model == TINY_MODEL:
         return str(build_tiny_causal_lm(Path(work_dir) / "tiny-qwen3-lm"))
     return resolve_model_path(model)
+
+
+def _cut_at_stop(text: str, stop) -> str:
+    """`text` up to its first stop string (transformers stops after it, vLLM drops it)."""
+    for x in stop or ():
+        text = text.split(x, 1)[0]
+    return text.strip()
 
 
 class HFGenerator:
@@ -197,9 +206,12 @@ class HFGenerator:
                               pad_token_id=self.pad_id)
             if sample:
                 gen_kwargs.update(temperature=s["temperature"], top_p=s["top_p"], top_k=s.get("top_k") or None)
+            if s.get("stop"):
+                gen_kwargs.update(stop_strings=list(s["stop"]), tokenizer=self.tokenizer)
             with torch.no_grad():
                 seqs = self.model.generate(**enc, **gen_kwargs)
-            texts = [self.tokenizer.decode(q[n_prompt:], skip_special_tokens=True).strip() for q in seqs]
+            texts = [_cut_at_stop(self.tokenizer.decode(q[n_prompt:], skip_special_tokens=True), s.get("stop"))
+                     for q in seqs]
             out.append([{"text": t, "tag": self.tag} for t in texts])
         return out
 
@@ -209,34 +221,38 @@ class HFGenerator:
 
 # --- vLLM (Ray Data LLM) -----------------------------------------------------------------------
 
-def vllm_engine_kwargs(g: GeneratorConfig) -> dict:
+def vllm_engine_kwargs(g: GeneratorConfig, device: str | None = None) -> dict:
     v = g.vllm
     return engine_kwargs(tensor_parallel_size=v.tensor_parallel_size, pipeline_parallel_size=v.pipeline_parallel_size,
                          max_model_len=v.max_model_len, gpu_memory_utilization=v.gpu_memory_utilization,
                          trust_remote_code=g.trust_remote_code,
                          enable_prefix_caching=True,  # every sample of a prompt shares its (long, tool-laden) prefix
-                         extra=v.engine_kwargs)
+                         device=device, extra=v.engine_kwargs)
 
 
-def vllm_processor_config(g: GeneratorConfig):
+def vllm_processor_config(g: GeneratorConfig, model: str, device: str | None = None):
     """The `vLLMEngineProcessorConfig` for one generator: TP/PP in engine kwargs, `replicas` engine
-    actors (a fixed pool), our own prompts (chat-template/tokenize/detokenize stages off), and
-    per-row errors recorded instead of failing the job."""
+    actors (a fixed pool) on GPUs or CPU bundles, our own prompts (chat-template/tokenize/detokenize
+    stages off), and per-row errors recorded instead of failing the job."""
     # local: the API of Ray's `llm` extra (vLLM), not a declared dependency; only the vllm backend uses it
     from ray.data.llm import vLLMEngineProcessorConfig
 
-    replicas = g.vllm.replicas
+    device = device or engine_device()
+    v = g.vllm
+    replicas = v.replicas
     return vLLMEngineProcessorConfig(
-        model_source=g.model,
-        engine_kwargs=vllm_engine_kwargs(g),
+        model_source=model,
+        engine_kwargs=vllm_engine_kwargs(g, device),
         batch_size=g.batch_size,
         concurrency=(replicas, replicas),
-        accelerator_type=g.vllm.accelerator_type or None,
-        max_concurrent_batches=g.vllm.max_concurrent_batches,
+        max_concurrent_batches=v.max_concurrent_batches,
         chat_template_stage=False,
         tokenize_stage=False,
         detokenize_stage=False,
         should_continue_on_error=True,
+        **processor_resources(device=device, tensor_parallel_size=v.tensor_parallel_size,
+                              pipeline_parallel_size=v.pipeline_parallel_size, num_cpus=g.num_cpus,
+                              accelerator_type=v.accelerator_type),
     )
 
 
@@ -252,6 +268,8 @@ def vllm_sampling_params(sampling: dict, example_id: str, tag: str, unit: int) -
     }
     if sampling.get("top_k"):
         params["top_k"] = int(sampling["top_k"])
+    if sampling.get("stop"):
+        params["stop"] = list(sampling["stop"])
     return params
 
 
@@ -282,8 +300,10 @@ class VLLMPreprocess:
 
     def __call__(self, row: dict) -> dict:
         ex = row_example(row)
+        prompt = render_generation_prompt(self.tokenizer, ex.tools, ex.conversation, self.kwargs)
         return {
-            "prompt": render_generation_prompt(self.tokenizer, ex.tools, ex.conversation, self.kwargs),
+            # the template already holds any BOS: as in HFGenerator, no special tokens are added
+            "tokenized_prompt": self.tokenizer(prompt, add_special_tokens=False)["input_ids"],
             "sampling_params": vllm_sampling_params(self.sampling, ex.id, self.tag, int(row.get("unit") or 0)),
         }
 
@@ -312,9 +332,6 @@ class GeneratorBackend:
         self.tag = cfg.tag()
         self.work_dir = Path(work_dir)
 
-    def remote_args(self) -> dict:
-        return {"max_restarts": self.cfg.max_restarts, "max_task_retries": self.cfg.max_task_retries}
-
     def pool(self):
         return ray.data.ActorPoolStrategy(min_size=self.cfg.min_actors, max_size=self.cfg.max_actors)
 
@@ -332,9 +349,8 @@ class MutationBackend(GeneratorBackend):
         kw: dict[str, Any] = dict(batch_format="pyarrow", batch_size=self.cfg.batch_size, num_cpus=self.cfg.num_cpus)
         if self.cfg.compute == "actors":
             return ds.map_batches(MutationGenerator, fn_constructor_kwargs={"cfg": self.callable_cfg()},
-                                  compute=self.pool(), **kw, **self.remote_args())
-        # Tasks: a batch lost with its worker is resubmitted by Ray (`max_retries`, -1 = forever).
-        return ds.map_batches(MutationGenerator(self.callable_cfg()), max_retries=self.cfg.max_task_retries, **kw)
+                                  compute=self.pool(), **kw)
+        return ds.map_batches(MutationGenerator(self.callable_cfg()), **kw)
 
 
 class HFBackend(GeneratorBackend):
@@ -343,32 +359,44 @@ class HFBackend(GeneratorBackend):
         return {"tag": self.tag, "model": resolve_generator_model(c.model, self.work_dir),
                 "sampling": {"n": c.sampling.n, "temperature": c.sampling.temperature, "top_p": c.sampling.top_p,
                              "top_k": c.sampling.top_k, "max_new_tokens": c.sampling.max_new_tokens,
-                             "seed": c.sampling.seed},
+                             "seed": c.sampling.seed, "stop": list(c.sampling.stop)},
                 "chat_template_kwargs": dict(c.chat_template_kwargs), "dtype": c.dtype, "device": c.device,
                 "trust_remote_code": c.trust_remote_code, "retries": c.retries, "num_cpus": c.num_cpus}
 
     def apply(self, ds):
         return ds.map_batches(HFGenerator, fn_constructor_kwargs={"cfg": self.callable_cfg()}, batch_format="pyarrow",
                               batch_size=self.cfg.batch_size, compute=self.pool(), num_cpus=self.cfg.num_cpus,
-                              num_gpus=self.cfg.num_gpus, **self.remote_args())
+                              num_gpus=self.cfg.num_gpus)
 
 
 class VLLMBackend(GeneratorBackend):
+    def __init__(self, cfg: GeneratorConfig, index: int, work_dir: str | Path = "."):
+        super().__init__(cfg, index, work_dir)
+        self.device = engine_device()
+        self.model = resolve_generator_model(cfg.model, self.work_dir)
+        # before Ray Data starts engine actors: a model vLLM cannot run fails here, naming the key
+        check_model_dir(self.model, config_key=f"generators[{index}].model", device=self.device,
+                        max_model_len=cfg.vllm.max_model_len,
+                        dtype=vllm_engine_kwargs(cfg, self.device).get("dtype", "float32"))
+
     def processor_config(self):
-        return vllm_processor_config(self.cfg)
+        return vllm_processor_config(self.cfg, self.model, self.device)
 
     def preprocess(self, tokenizer=None) -> VLLMPreprocess:
         s = self.cfg.sampling
         sampling = {"n": s.n, "temperature": s.temperature, "top_p": s.top_p, "top_k": s.top_k,
-                    "max_new_tokens": s.max_new_tokens, "seed": s.seed}
-        return VLLMPreprocess(self.cfg.model, sampling, self.tag, dict(self.cfg.chat_template_kwargs),
+                    "max_new_tokens": s.max_new_tokens, "seed": s.seed, "stop": list(s.stop)}
+        return VLLMPreprocess(self.model, sampling, self.tag, dict(self.cfg.chat_template_kwargs),
                               self.cfg.trust_remote_code, tokenizer=tokenizer)
 
     def build_processor(self):
         # local: the API of Ray's `llm` extra (vLLM), not a declared dependency; only the vllm backend uses it
         from ray.data.llm import build_processor
 
-        return build_processor(self.processor_config(), preprocess=self.preprocess())
+        # Prompt rendering is light: a fraction of a CPU, so a 2-CPU machine is not deadlocked by
+        # the engine actor's bundle plus these tasks.
+        return build_processor(self.processor_config(), preprocess=self.preprocess(),
+                               preprocess_map_kwargs={"num_cpus": 0.25})
 
     def apply(self, ds):
         n, tag = self.cfg.sampling.n, self.tag

@@ -67,8 +67,13 @@ class SamplingConfig:
     top_k: int = 0  # 0 = off
     max_new_tokens: int = 256
     seed: int = 0
+    # strings that end a sample (not kept in its text), e.g. ["\n"] for a base model that answers
+    # on one line and never emits its end-of-turn token
+    stop: list[str] = field(default_factory=list)
 
     def validate(self) -> None:
+        if any(not x for x in self.stop):
+            raise ConfigError("config key `generators[].sampling.stop`: empty stop string")
         if self.n < 1:
             raise ConfigError("config key `generators[].sampling.n` must be >= 1")
         if self.temperature < 0:
@@ -139,8 +144,6 @@ class GeneratorConfig:
     device: str = "cpu"  # hf: cpu | cuda
     trust_remote_code: bool = False
     retries: int = 2  # a batch that raises is retried this many times, then recorded as failed
-    max_restarts: int = -1  # actor restarts after a crash (Ray default for Ray Data pools: -1)
-    max_task_retries: int = -1  # resubmissions of a batch whose actor died
 
     def validate(self) -> None:
         if self.backend not in BACKENDS:
@@ -254,6 +257,10 @@ class GenerateConfig:
         "split.seed": "`splits.seed`",
         "split.fixed": "`splits.train_categories` + `splits.validation_fraction=0` (whole categories in train)",
         "split": "the `splits` section (fcrm_ray.data.splits.SplitConfig, the same split definition as `fcrm bench build`)",
+        # Ray 2.60 deprecates passing them to map_batches (`ray_remote_args`, removed in 2.64) and
+        # offers no replacement; its defaults are the values these keys had.
+        "generators.*.max_restarts": "no key: Ray Data restarts a crashed actor and resubmits its batch (max_restarts=-1, max_task_retries=-1)",
+        "generators.*.max_task_retries": "no key: Ray Data resubmits the batch of a crashed actor or task without limit",
     }
 
     def validate(self) -> None:

@@ -26,7 +26,7 @@ parts dropped; outputs are deterministic: seeded per example, deduped in a fixed
 final pair set has no duplicate and no missing row.
 
 Faults: generator errors on a batch are retried and then recorded per row (`backends`); a
-killed actor is restarted and its batch resubmitted (`max_restarts`/`max_task_retries`).
+killed actor is restarted and its batch resubmitted (Ray Data's defaults, `backends`).
 On a multi-node cluster `out` must be on storage every node sees (e.g. /mnt/cluster_storage).
 """
 
@@ -68,7 +68,7 @@ log = logging.getLogger(__name__)
 
 # Generator keys that change throughput, not output: a resumed run may change them.
 _RESOURCE_KEYS = ("batch_size", "min_actors", "max_actors", "compute", "num_cpus", "num_gpus", "retries",
-                  "max_restarts", "max_task_retries", "device", "dtype")
+                  "device", "dtype")
 
 
 # --- run layout ------------------------------------------------------------------------------
@@ -295,6 +295,9 @@ def flush_shard(cfg: GenerateConfig, layout: RunLayout, shard_info: dict, tallie
         "sources": dict(Counter(r["source"] for r in rows)),
         "splits": dict(Counter(r["split"] for r in rows)),
         "pair_generators": dict(Counter(r["generator"] for r in rows)),
+        # every rejected output of each generator, before dedup and caps: what the model got wrong
+        "generator_error_types": {t: dict(Counter(p["error_type"] for p in pairs if gens[p["gen_index"]] == t))
+                                  for t in gens},
         "gen_error_samples": list(errors or [])[:5],
     }
     atomic_write_text(layout.done_file(shard), json.dumps(stats))
@@ -342,6 +345,7 @@ def collect_stats(cfg: GenerateConfig, layout: RunLayout, plan: dict, run_info: 
     `checks` block says so explicitly."""
     gens = [g.tag() for g in cfg.active_generators()]
     by_gen = {t: Counter() for t in gens}
+    gen_err = {t: Counter() for t in gens}
     err, src, spl, pgen = Counter(), Counter(), Counter(), Counter()
     examples_done = pairs = 0
     samples: list[str] = []
@@ -355,7 +359,11 @@ def collect_stats(cfg: GenerateConfig, layout: RunLayout, plan: dict, run_info: 
         src.update(st["sources"])
         spl.update(st["splits"])
         pgen.update(st["pair_generators"])
+        for t, c in st.get("generator_error_types", {}).items():
+            gen_err.setdefault(t, Counter()).update(c)
         samples.extend(st.get("gen_error_samples", []))
+    for t, c in by_gen.items():  # outputs the parser read as calls (the rest: incorrect_output_format)
+        c["parsed"] = c["candidates"] - gen_err.get(t, Counter())["incorrect_output_format"]
     quarantined = sum(plan["quarantined"].values())
     drop_keys = ("duplicate", "cap_per_example", "cap_per_error_type")
     checks = {
@@ -378,6 +386,7 @@ def collect_stats(cfg: GenerateConfig, layout: RunLayout, plan: dict, run_info: 
         "examples_by_split": plan["by_split"],
         "pairs_out": pairs,
         "by_generator": {t: dict(c) for t, c in by_gen.items()},
+        "by_generator_error_type": {t: dict(c.most_common()) for t, c in gen_err.items()},
         "by_error_type": dict(err.most_common()),
         "by_source": dict(src.most_common()),
         "by_split": dict(spl.most_common()),
@@ -408,13 +417,19 @@ def print_stats(stats: dict, file=None) -> None:
         t.add_row(k, str(v))
     con.print(t)
     g = Table(title="by generator")
-    cols = ("candidates", "correct", "rejected", "duplicate", "cap_per_example", "cap_per_error_type", "pairs", "gen_errors")
+    cols = ("candidates", "parsed", "correct", "rejected", "duplicate", "cap_per_example", "cap_per_error_type", "pairs", "gen_errors")
     g.add_column("generator")
     for c in cols:
         g.add_column(c, justify="right")
     for name, c in stats["by_generator"].items():
         g.add_row(name, *(str(c.get(k, 0)) for k in cols))
     con.print(g)
+    e = Table(title="rejected outputs by generator and error type (before dedup)")
+    e.add_column("generator")
+    e.add_column("error types")
+    for name, c in stats.get("by_generator_error_type", {}).items():
+        e.add_row(name, ", ".join(f"{k} {v}" for k, v in c.items()) or "-")
+    con.print(e)
     for title, key in (("by error type", "by_error_type"), ("by source", "by_source"), ("by split", "by_split"),
                        ("quarantined (reason)", "quarantine_reasons")):
         tb = Table(title=title)

@@ -93,7 +93,7 @@ from fcrm_ray.common.ray_cluster import ray_init
 from fcrm_ray.config import ConfigError, config_arg_parser, from_dict, load_config, to_dict
 from fcrm_ray.models import RewardModelError, check_reward_model_dir
 from fcrm_ray.paths import resolve_model_path
-from fcrm_ray.scoring import RewardScorer, finite_or_none
+from fcrm_ray.scoring import finite_or_none, make_scorer
 from fcrm_ray.serve.config import ModelConfig, ServeConfig
 from fcrm_ray.serve.schemas import GetRewardRequest, RewardItem, TextItem, candidate_payload
 from fcrm_ray.serve.schemas import error_location as loc_str
@@ -167,8 +167,9 @@ class RewardBackend:
 
     def __init__(self, mcfg: ModelConfig):
         self.cfg = mcfg
-        self.scorer = RewardScorer(mcfg.path, **mcfg.scorer_kwargs())
-        self.lower_bound = head_lower_bound(self.scorer.model)
+        self.scorer = make_scorer(mcfg.path, **mcfg.scorer_kwargs())
+        # vLLM holds its weights in its own process: no bound to read from a head there
+        self.lower_bound = head_lower_bound(self.scorer.model) if self.scorer.model is not None else None
 
     def score_units(self, units: list[tuple]) -> list[Any]:
         out: list[Any] = [None] * len(units)

@@ -185,7 +185,8 @@ class _WorkerTrainer:
             # every rank's memory. Kept on self: transformers holds it through a weak reference.
             # GPU only: CPU runs use small models, and this path is not exercised by the CPU tests.
             self._hf_ds_config = HfDeepSpeedConfig(self.ds_config)
-        model, tok = init_reward_model(self.model_path, dtype=cfg.dtype, trust_remote_code=cfg.model.trust_remote_code)
+        model, tok = init_reward_model(self.model_path, dtype=cfg.dtype, trust_remote_code=cfg.model.trust_remote_code,
+                                       note=say if self.rank == 0 else lambda _: None)
         if cfg.model.disable_dropout:
             disable_dropout(model)
         if cfg.model.gradient_checkpointing:

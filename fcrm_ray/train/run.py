@@ -177,7 +177,10 @@ def run_training(cfg: TrainConfig) -> dict:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     model_path = resolve_model_path(cfg.model.path)
-    ray_init(cfg.ray)
+    # Ray Train's PlacementGroupCleaner asks the State API every second whether the controller is
+    # alive; a local Ray started without the dashboard does not serve that API, so each poll logged
+    # "Failed to query Ray Train Controller actor state" for the whole run.
+    ray_init(cfg.ray, dashboard=None)
     _quiet_ray_data()
     quarantine = Quarantine(cfg.data.quarantine_path or out / "quarantine.jsonl")
     with quarantine:

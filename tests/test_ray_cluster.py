@@ -1,0 +1,83 @@
+"""`ray_init`, the one place a stage starts or joins Ray: what it passes to `ray.init` (checked
+against a stand-in `ray` module, so no Ray starts here) and the Ray start-up notices it hides."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import types
+
+import pytest
+
+from fcrm_ray.common.ray_cluster import RayConfig, ray_init
+from fcrm_ray.config import load_config
+from fcrm_ray.train import run as train_run  # before `fake_ray` replaces the `ray` module
+from fcrm_ray.train.config import TrainConfig
+
+
+@pytest.fixture
+def fake_ray(monkeypatch):
+    """A `ray` module whose `init` records its keyword arguments."""
+    calls: list[dict] = []
+    mod = types.SimpleNamespace(is_initialized=lambda: False, init=lambda **kw: calls.append(kw))
+    monkeypatch.setitem(sys.modules, "ray", mod)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    return calls
+
+
+def test_a_local_ray_with_its_dashboard_tells_its_workers_where_the_state_api_listens(fake_ray):
+    assert ray_init(RayConfig(runtime_env={"env_vars": {"HF_HOME": "/x"}, "working_dir": "."}), dashboard=None)
+    kw = fake_ray[0]
+    assert "include_dashboard" not in kw  # None = Ray's default (on where its dependencies are installed)
+    port = kw["dashboard_port"]
+    assert isinstance(port, int) and port > 0
+    assert kw["runtime_env"] == {"working_dir": ".", "env_vars": {"HF_HOME": "/x",
+                                                                  "RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{port}"}}
+
+
+def test_an_explicit_dashboard_port_is_the_one_named(fake_ray):
+    ray_init(RayConfig(address="local"), dashboard=True, dashboard_port=8999)
+    assert fake_ray[0]["runtime_env"]["env_vars"]["RAY_API_SERVER_ADDRESS"] == "http://127.0.0.1:8999"
+    assert fake_ray[0]["include_dashboard"] is True
+
+
+@pytest.mark.parametrize("cfg, dashboard", [(RayConfig(), False), (RayConfig(address="ray://head:10001"), None),
+                                            (RayConfig(address="auto"), True)])
+def test_no_state_api_address_without_a_dashboard_or_when_joining_a_cluster(fake_ray, cfg, dashboard):
+    ray_init(cfg, dashboard=dashboard)
+    assert "dashboard_port" not in fake_ray[0] and "runtime_env" not in fake_ray[0]
+
+
+def test_train_starts_its_ray_with_the_state_api(fake_ray, monkeypatch, tmp_path):
+    """Ray Train's PlacementGroupCleaner polls the State API every second; without the dashboard
+    each poll logged a warning for the whole run."""
+    class Started(Exception):
+        pass
+
+    def stop_after_init(*args, **kwargs):
+        ray_init(*args, **kwargs)
+        raise Started
+
+    monkeypatch.setattr(train_run, "ray_init", stop_after_init)
+    cfg = load_config(TrainConfig, None, [f"out={tmp_path / 'rm'}", "model.path=pkg:minilm", f"data.train_path={tmp_path}",
+                                         f"ckpt.storage_path={tmp_path / 'ckpt'}"])
+    with pytest.raises(Started):
+        train_run.run_training(cfg)
+    assert fake_ray[0].get("include_dashboard") is not False
+    assert "RAY_API_SERVER_ADDRESS" in fake_ray[0]["runtime_env"]["env_vars"]
+
+
+def test_token_auth_notice_is_hidden_and_other_auth_warnings_are_not(fake_ray):
+    from ray._private.authentication import authentication_token_setup as auth
+
+    seen = []
+    handler = logging.Handler()
+    handler.emit = lambda r: seen.append(r.getMessage())
+    auth.logger.addHandler(handler)
+    try:
+        ray_init(RayConfig())
+        auth._warn_token_auth_enabled()  # what every new local Ray logged at WARNING
+        auth._warn_token_auth_disabled()  # actionable: the cluster is open
+    finally:
+        auth.logger.removeHandler(handler)
+    assert len(seen) == 1 and seen[0].startswith("Token authentication is disabled")
