@@ -15,7 +15,6 @@ import importlib.util
 import json
 import multiprocessing
 import os
-import shutil
 import time
 from pathlib import Path
 
@@ -268,13 +267,14 @@ def test_gguf_chunks_are_found_through_metadata_and_assemble_to_the_declared_fil
 # --- the real conversion ----------------------------------------------------------------------
 
 @pytest.fixture(scope="session")
-def gemma_cache(tmp_path_factory):
-    """One real conversion per test session (about a minute on 2 idle cores)."""
+def gemma_cache():
+    """The real folder in the user's model cache, as every stage gets it (`pkg:gemma3-270m`): built
+    here if this machine has none yet (1.5-2.5 min on 2 cores), else checked and reused; the
+    pipeline's generate stage needs the same folder, so CI converts at most once per machine.
+    The rebuild rules are tested above with a stand-in converter."""
     require_gemma_package()
-    cache = tmp_path_factory.mktemp("models")
-    t0 = time.perf_counter()
-    folder = lm.gemma3_270m_dir(cache)
-    return cache, folder, time.perf_counter() - t0
+    folder = lm.gemma3_270m_dir()
+    return folder.parent, folder, None
 
 
 @pytest.mark.slow
@@ -326,22 +326,7 @@ def test_generation_stops_at_end_of_turn(gemma_cache):
 def test_second_call_comes_from_the_cache(gemma_cache):
     cache, folder, _ = gemma_cache
     mtime = (folder / "model.safetensors").stat().st_mtime_ns
-    t0 = time.perf_counter()
     assert lm.gemma3_270m_dir(cache) == folder
-    assert time.perf_counter() - t0 < 1.0
-    assert (folder / "model.safetensors").stat().st_mtime_ns == mtime
+    assert (folder / "model.safetensors").stat().st_mtime_ns == mtime  # not rebuilt
     meta = json.loads((folder / "meta.json").read_text())
     assert meta["source"] == lm.source_key("bfloat16")
-
-
-@pytest.mark.slow
-def test_folder_without_config_is_rebuilt(gemma_cache, tmp_path):
-    from transformers import AutoConfig
-
-    _, folder, _ = gemma_cache
-    # a copy, so the other tests' folder stays whole whatever the order
-    shutil.copytree(folder, tmp_path / "gemma3-270m")
-    (tmp_path / "gemma3-270m" / "config.json").unlink()
-    assert lm.gemma3_270m_dir(tmp_path) == tmp_path / "gemma3-270m"
-    assert AutoConfig.from_pretrained(tmp_path / "gemma3-270m").model_type == "gemma3_text"
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".gemma3-270m.lock", "gemma3-270m"]
