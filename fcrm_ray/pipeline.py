@@ -178,7 +178,7 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _RAY_WORKER = re.compile(r"^\(.*? pid=\d+(?:, ip=[^)\s]+)?\)\s?")
 _RAY_REPEATED = re.compile(r"\s*\[repeated \d+x across cluster\]$")
 _RAY_DATA_PROGRESS = re.compile(r"-- Total Progress: (.+)$")
-_TQDM = re.compile(r"\d+%\|")
+_TQDM = re.compile(r"\d+%(?:\|| Completed \|)")  # tqdm, and vLLM's "Loading safetensors checkpoint shards: 0% Completed |"
 # Library lines by their format: Python logging as Ray formats it ("2026-12-07 20:44:57,328\tINFO
 # worker.py:2038 -- ..."), glog-style C++ and DeepSpeed lines ("[2026-12-07 21:13:33,688 E 22103
 # 22103] core_worker.cc:2465: ...", "[2026-... ] [WARNING] [real_accelerator.py:213:...]"),

@@ -89,6 +89,13 @@ def engine_env(device: str | None = None) -> dict[str, str]:
     return env
 
 
+def use_engine_env(device: str) -> None:
+    """Put `engine_env` into this process's environment (values already set win): engine
+    processes spawned from here inherit it, and vLLM reads its log level when it is imported."""
+    for k, v in engine_env(device).items():
+        os.environ.setdefault(k, v)
+
+
 def processor_resources(*, device: str, tensor_parallel_size: int, pipeline_parallel_size: int,
                         num_cpus: float, accelerator_type: str = "") -> dict:
     """Resource settings of a `ray.data.llm` engine stage. On GPU, Ray's default (one GPU per
@@ -153,8 +160,7 @@ def build_llm(model: str, kwargs: Mapping[str, Any], *, config_key: str, what: s
     device = engine_device()
     check_model_dir(model, config_key=config_key, device=device, max_model_len=int(kwargs.get("max_model_len") or 0),
                     dtype=str(kwargs.get("dtype") or "float32"))
-    for k, v in engine_env(device).items():  # the engine process is spawned and inherits this environment
-        os.environ.setdefault(k, v)
+    use_engine_env(device)
     vllm = import_vllm(config_key, what)
     extra = {"runner": runner} if runner else {}
     try:

@@ -33,6 +33,7 @@ LINES = [
     ("  return ds.map_batches(MutationGenerator(self.callable_cfg()), max_retries=-1, **kw)", None),
     ("[2026-12-07 21:13:32,559] [WARNING] [real_accelerator.py:213:get_accelerator] Setting accelerator to CPU.", None),
     ("Loading weights: 100%|██████████| 41/41 [00:00<00:00, 5720.20it/s]", None),
+    ("Loading safetensors checkpoint shards: 100% Completed | 1/1 [00:01<00:00,  1.30s/it]", None),  # vLLM's bar
     ("(MapWorker(MapBatches(load_input_shards)->MapBatches(HFGenerator)) pid=22329) Loading weights: 0%|", None),
     ("[transformers] BertForSequenceClassification LOAD REPORT from: /m", None),
     ("", None),

@@ -39,11 +39,12 @@ from fcrm_ray.generate.stages import WORK_COLUMNS, example_seed, render_generati
 from fcrm_ray.paths import minilm_dir, resolve_model_path
 from fcrm_ray.toolcall.mutate import mutate_all
 from fcrm_ray.toolcall.schema import ERROR_TYPES
-from fcrm_ray.vllm_engine import check_model_dir, engine_device, engine_kwargs, processor_resources
+from fcrm_ray.vllm_engine import check_model_dir, engine_device, engine_kwargs, processor_resources, use_engine_env
 
 log = logging.getLogger(__name__)
 
 GEN_COLUMNS = ("generator", "unit", "candidates", "gen_error")
+PREPROCESS_MEMORY = 3 * 2**29  # 1.5 GiB: a vLLM prompt-rendering task (see VLLMBackend.build_processor)
 
 
 # --- shared batch plumbing ---------------------------------------------------------------------
@@ -373,6 +374,7 @@ class VLLMBackend(GeneratorBackend):
     def __init__(self, cfg: GeneratorConfig, index: int, work_dir: str | Path = "."):
         super().__init__(cfg, index, work_dir)
         self.device = engine_device()
+        use_engine_env(self.device)  # this driver imports vLLM too (Ray's engine stage config)
         self.model = resolve_generator_model(cfg.model, self.work_dir)
         # before Ray Data starts engine actors: a model vLLM cannot run fails here, naming the key
         check_model_dir(self.model, config_key=f"generators[{index}].model", device=self.device,
@@ -393,10 +395,11 @@ class VLLMBackend(GeneratorBackend):
         # local: the API of Ray's `llm` extra (vLLM), not a declared dependency; only the vllm backend uses it
         from ray.data.llm import build_processor
 
-        # Prompt rendering is light: a fraction of a CPU, so a 2-CPU machine is not deadlocked by
-        # the engine actor's bundle plus these tasks.
+        # Prompt rendering is light on CPU: a fraction of one, so a 2-CPU machine is not deadlocked
+        # by the engine actor's bundle plus these tasks. Its memory is not light (a worker holding
+        # transformers and a 33 MB tokenizer.json: ~0.9 GiB measured with Gemma 3), so it is asked for.
         return build_processor(self.processor_config(), preprocess=self.preprocess(),
-                               preprocess_map_kwargs={"num_cpus": 0.25})
+                               preprocess_map_kwargs={"num_cpus": 0.25, "memory": PREPROCESS_MEMORY})
 
     def apply(self, ds):
         n, tag = self.cfg.sampling.n, self.tag
