@@ -81,3 +81,24 @@ def test_token_auth_notice_is_hidden_and_other_auth_warnings_are_not(fake_ray):
     finally:
         auth.logger.removeHandler(handler)
     assert len(seen) == 1 and seen[0].startswith("Token authentication is disabled")
+
+
+# the real module, imported before `fake_ray` stands in for `ray`: its logger is the one filtered
+from ray.llm._internal.common.utils import download_utils as _ray_llm_download_utils  # noqa: E402
+
+
+def test_ray_llm_cloud_mirror_notice_is_hidden_and_its_other_lines_are_not(fake_ray):
+    download_utils = _ray_llm_download_utils
+
+    seen = []
+    handler = logging.Handler()
+    handler.emit = lambda r: seen.append(r.getMessage())
+    download_utils.logger.addHandler(handler)
+    try:
+        ray_init(RayConfig())
+        download_utils.logger.info("No cloud storage mirror configured")  # what the vLLM generator printed
+        download_utils.logger.info("Downloading model files")
+    finally:
+        download_utils.logger.removeHandler(handler)
+    assert seen == ["Downloading model files"]
+

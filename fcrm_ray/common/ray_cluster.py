@@ -51,7 +51,7 @@ def ray_init(cfg: RayConfig, dashboard: bool | None = False, **kwargs: Any) -> b
 
     if ray.is_initialized():
         return False
-    _hide_token_auth_notice()
+    _hide_notices()
     kw = dict(kwargs)
     if cfg.address:
         kw["address"] = cfg.address
@@ -89,19 +89,28 @@ def _with_state_api_address(runtime_env: dict[str, Any], init_kw: dict[str, Any]
     return {**runtime_env, "env_vars": env_vars}
 
 
-# Ray (2.59+) turns token authentication on for every new local cluster and says so at WARNING on
-# each start; the only action it names is opting out (RAY_AUTH_MODE=disabled), which leaves the
-# local Ray's ports open (`fcrm serve` warns about that). Setting RAY_AUTH_MODE=token would say the
-# same silently, but Ray reads it when it is imported, before any stage reaches `ray_init`. Ray's
-# other auth messages (auth off, a token generated) still show.
-_TOKEN_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
+# Start-up notices of Ray libraries that no user can act on, dropped by a filter on the logger that
+# emits them (logger name -> message prefix); any other record of those loggers still shows.
+# - Ray (2.59+) turns token authentication on for every new local cluster and says so at WARNING on
+#   each start; the only action it names is opting out (RAY_AUTH_MODE=disabled), which leaves the
+#   local Ray's ports open (`fcrm serve` warns about that). Setting RAY_AUTH_MODE=token would say the
+#   same silently, but Ray reads it when it is imported, before any stage reaches `ray_init`. Ray's
+#   other auth messages (auth off, a token generated) still show.
+# - Ray LLM (`ray.data.llm`, the vLLM generator) logs at INFO, with its own console handler, that no
+#   cloud mirror is configured: models here are local folders by design.
+_NOTICES = {
+    "ray._private.authentication.authentication_token_setup": "Token authentication is enabled for this Ray cluster",
+    "ray.llm.ray.llm._internal.common.utils.download_utils": "No cloud storage mirror configured",
+}
 
 
-def _not_token_auth_notice(record: logging.LogRecord) -> bool:
-    return not str(record.msg).startswith("Token authentication is enabled for this Ray cluster")
+def _not_a_notice(record: logging.LogRecord) -> bool:
+    prefix = _NOTICES.get(record.name)
+    return not (prefix and str(record.msg).startswith(prefix))
 
 
-def _hide_token_auth_notice() -> None:
-    logger = logging.getLogger(_TOKEN_AUTH_LOGGER)
-    if _not_token_auth_notice not in logger.filters:
-        logger.addFilter(_not_token_auth_notice)
+def _hide_notices() -> None:
+    for name in _NOTICES:
+        logger = logging.getLogger(name)
+        if _not_a_notice not in logger.filters:
+            logger.addFilter(_not_a_notice)
