@@ -13,6 +13,7 @@ from fcrm_ray.common.ray_cluster import RayConfig, ray_init
 from fcrm_ray.config import load_config
 from fcrm_ray.train import run as train_run  # before `fake_ray` replaces the `ray` module
 from fcrm_ray.train.config import TrainConfig
+from ray.llm._internal.common.utils import download_utils  # the real module: `fake_ray` replaces `ray` later
 
 
 @pytest.fixture
@@ -67,38 +68,36 @@ def test_train_starts_its_ray_with_the_state_api(fake_ray, monkeypatch, tmp_path
     assert "RAY_API_SERVER_ADDRESS" in fake_ray[0]["runtime_env"]["env_vars"]
 
 
+def shown_after_ray_init(logger: logging.Logger, emit) -> list[str]:
+    """The messages `logger` lets through when `emit()` logs after `ray_init` set up its filters."""
+    seen: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda r: seen.append(r.getMessage())
+    logger.addHandler(handler)
+    try:
+        ray_init(RayConfig())
+        emit()
+    finally:
+        logger.removeHandler(handler)
+    return seen
+
+
 def test_token_auth_notice_is_hidden_and_other_auth_warnings_are_not(fake_ray):
     from ray._private.authentication import authentication_token_setup as auth
 
-    seen = []
-    handler = logging.Handler()
-    handler.emit = lambda r: seen.append(r.getMessage())
-    auth.logger.addHandler(handler)
-    try:
-        ray_init(RayConfig())
+    def emit():
         auth._warn_token_auth_enabled()  # what every new local Ray logged at WARNING
         auth._warn_token_auth_disabled()  # actionable: the cluster is open
-    finally:
-        auth.logger.removeHandler(handler)
+
+    seen = shown_after_ray_init(auth.logger, emit)
     assert len(seen) == 1 and seen[0].startswith("Token authentication is disabled")
 
 
-# the real module, imported before `fake_ray` stands in for `ray`: its logger is the one filtered
-from ray.llm._internal.common.utils import download_utils as _ray_llm_download_utils  # noqa: E402
-
-
 def test_ray_llm_cloud_mirror_notice_is_hidden_and_its_other_lines_are_not(fake_ray):
-    download_utils = _ray_llm_download_utils
+    log = download_utils.logger
 
-    seen = []
-    handler = logging.Handler()
-    handler.emit = lambda r: seen.append(r.getMessage())
-    download_utils.logger.addHandler(handler)
-    try:
-        ray_init(RayConfig())
-        download_utils.logger.info("No cloud storage mirror configured")  # what the vLLM generator printed
-        download_utils.logger.info("Downloading model files")
-    finally:
-        download_utils.logger.removeHandler(handler)
-    assert seen == ["Downloading model files"]
+    def emit():
+        log.info("No cloud storage mirror configured")  # what the vLLM generator printed
+        log.info("Downloading model files")
 
+    assert shown_after_ray_init(log, emit) == ["Downloading model files"]
