@@ -276,8 +276,10 @@ def _stream(cmd: list[str], log: Path, timeout_s: int, echo: Callable[[str], Non
     `status` (a TTY) gets `label`, the elapsed time and the latest progress about once a second.
     Kill it after `timeout_s`, also when it prints nothing."""
     view = StageOutput(tty=status is not None)
-    # the child's stdout is a pipe: without this, Python block-buffers it and progress arrives late
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # the child's stdout is a pipe: without this, Python block-buffers it and progress arrives late.
+    # Its tables (rich) are drawn for the terminal's width less the "  [stage] " prefix, else they wrap.
+    width = shutil.get_terminal_size().columns - len(f"  [{label}] ")
+    env = {**os.environ, "COLUMNS": str(max(60, width)), "PYTHONUNBUFFERED": "1"}
     with open(log, "a", encoding="utf-8") as fh:
         fh.write(f"$ {' '.join(cmd)}\n")
         fh.flush()

@@ -23,7 +23,9 @@ vLLM itself is imported only when an engine is built, so configs are checked on 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -80,20 +82,53 @@ def engine_kwargs(*, tensor_parallel_size: int, max_model_len: int, pipeline_par
 def engine_env(device: str | None = None) -> dict[str, str]:
     """Environment an engine process needs: the CPU KV cache size and vLLM's log level (the user's
     values win). vLLM's INFO lines are engine internals, not progress; on CPU its warnings are
-    build and performance notes (no Triton, no tcmalloc/iomp preloaded) a user cannot act on, so
-    ERROR there, WARNING on GPU."""
+    build and performance notes (no Triton CPU backend, no tcmalloc/iomp preloaded, NUMA binding)
+    a user cannot act on, so ERROR there (torch's C++ warnings of the engine's CPU kernels too),
+    WARNING on GPU. Python warnings vLLM's own code triggers (torch deprecations) are not shown in
+    the engine's spawned processes either (`PYTHONWARNINGS`)."""
     cpu = (device or engine_device()) == "cpu"
-    env = {"VLLM_LOGGING_LEVEL": os.environ.get("VLLM_LOGGING_LEVEL", "ERROR" if cpu else "WARNING")}
+    level = os.environ.get("VLLM_LOGGING_LEVEL", "ERROR" if cpu else "WARNING")
+    env = {"VLLM_LOGGING_LEVEL": level}
     if cpu:
         env[KV_CACHE_ENV] = os.environ.get(KV_CACHE_ENV, DEFAULT_CPU_KV_CACHE_GIB)
+    if _quiet(level):
+        env["TORCH_CPP_LOG_LEVEL"] = os.environ.get("TORCH_CPP_LOG_LEVEL", "ERROR")
+        env["PYTHONWARNINGS"] = os.environ.get("PYTHONWARNINGS", _VLLM_DEPRECATIONS)
     return env
+
+
+# torch deprecations raised by vLLM's own modules (vllm/triton_utils/dispatcher.py reads
+# torch.distributed.reduce_op): PYTHONWARNINGS syntax, for the engine processes vLLM spawns
+_VLLM_DEPRECATIONS = "ignore::FutureWarning:vllm.triton_utils.dispatcher"
+
+
+def _quiet(level: str) -> bool:
+    return logging.getLevelName(level.upper()) in (logging.ERROR, logging.CRITICAL)
 
 
 def use_engine_env(device: str) -> None:
     """Put `engine_env` into this process's environment (values already set win): engine
-    processes spawned from here inherit it, and vLLM reads its log level when it is imported."""
+    processes spawned from here inherit it; then `quiet_vllm_imports`, for this process."""
     for k, v in engine_env(device).items():
         os.environ.setdefault(k, v)
+    quiet_vllm_imports()
+
+
+def quiet_vllm_imports() -> None:
+    """Make importing vLLM respect VLLM_LOGGING_LEVEL. vLLM 0.32 installs its log handler only
+    when an engine starts, so a warning logged while its modules load (Ray's engine stage imports
+    them early: "Triton is installed, but doesn't include CPU backend") goes to Python's last-resort
+    handler, shown at WARNING whatever the level says. Setting the `vllm` logger's level first
+    fixes that; the handler vLLM installs later sets the same level. Also the Python warnings of
+    `_VLLM_DEPRECATIONS` when the level is ERROR. Runs in the driver (`use_engine_env`) and in
+    every worker of a Ray that `ray_init` started or joined (its worker setup hook), where the
+    engine stage's workers get the level from `processor_resources`."""
+    level = os.environ.get("VLLM_LOGGING_LEVEL")
+    if not level:
+        return
+    logging.getLogger("vllm").setLevel(level.upper())
+    if _quiet(level):
+        warnings.filterwarnings("ignore", category=FutureWarning, module=r"vllm\.")
 
 
 def processor_resources(*, device: str, tensor_parallel_size: int, pipeline_parallel_size: int,

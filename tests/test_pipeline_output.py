@@ -116,3 +116,13 @@ def test_terminal_keeps_the_status_line_below_new_lines():
     term.status("")
     assert out.getvalue() == ("\r\x1b[K  train 0:05" + "\r\x1b[K[fcrm train] step 1/2\n  train 0:05" + "\r\x1b[K")
     assert not Terminal(io.StringIO()).tty
+
+
+def test_a_stage_draws_its_tables_for_the_width_left_beside_its_prefix(tmp_path, monkeypatch):
+    """rich in the stage sizes tables from COLUMNS: the terminal's width less "  [generate] "."""
+    monkeypatch.setenv("COLUMNS", "100")
+    shown: list[str] = []
+    code = ("from rich.console import Console; from rich.table import Table; t = Table('a', 'b'); "
+            "t.add_row('x' * 200, 'y'); Console().print(t)")
+    assert _stream([sys.executable, "-c", code], tmp_path / "g.log", 60, shown.append, None, "generate") == 0
+    assert shown and max(len(line) for line in shown) <= 100 - len("  [generate] ")

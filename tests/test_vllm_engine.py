@@ -210,9 +210,13 @@ def test_vllm_bon_pools_have_pool_size_samples(tmp_path):
 
 
 @pytest.mark.slow
-def test_vllm_generation_through_ray_data_gives_n_seeded_samples(tiny_lm):
+def test_vllm_generation_through_ray_data_gives_n_seeded_samples(tiny_lm, capfd):
     """`backend: vllm` through `ray.data.llm` on CPU bundles: n samples per example (as n seeded
-    requests with their own seeds), each a candidate row."""
+    requests with their own seeds), each a candidate row. What the terminal shows of the engine
+    stage's workers (Ray forwards their output here): none of vLLM's import-time notes, torch
+    deprecations or Ray LLM's start-up notices (`quiet_worker`, Ray's worker setup hook). The
+    engine processes vLLM spawns from the worker still say once each, before vLLM has configured
+    its logging, that Triton has no CPU backend (nothing of ours runs in them before that)."""
     need_vllm()
     import ray
 
@@ -227,7 +231,9 @@ def test_vllm_generation_through_ray_data_gives_n_seeded_samples(tiny_lm):
     g = GeneratorConfig(name="tiny", backend="vllm", model=tiny_lm, batch_size=4,
                         sampling=SamplingConfig(n=3, temperature=1.0, top_p=0.95, max_new_tokens=8, seed=0),
                         vllm=VLLMConfig(max_model_len=1024))
-    ray.init(num_cpus=2, include_dashboard=False)  # 2 CPUs: the engine's bundle and the tasks must both fit
+    from fcrm_ray.common.ray_cluster import RayConfig, ray_init
+
+    ray_init(RayConfig(num_cpus=2))  # 2 CPUs: the engine's bundle and the tasks must both fit
     try:
         ray.data.DataContext.get_current().enable_progress_bars = False
         rows = [work_row(ex, 0, "train", False) for ex in exs]
@@ -235,6 +241,12 @@ def test_vllm_generation_through_ray_data_gives_n_seeded_samples(tiny_lm):
     finally:
         ray.shutdown()
     assert len(out) == 9 and not any(o["gen_error"] for o in out)
+    shown = capfd.readouterr()
+    worker_lines = [ln for ln in (shown.out + shown.err).splitlines() if "vLLMEngineStageUDF" in ln]
+    assert sum("Triton is installed" in ln for ln in worker_lines) <= 2, worker_lines  # the 2 spawned processes
+    for noise in ("FutureWarning", "Downloading model and tokenizer", "cloud storage mirror",
+                  "Enabling Ray metrics export", "Calling ray.init() again", "NUMA binding"):
+        assert noise not in shown.out + shown.err, noise
     by_example: dict[str, list] = {}
     for o in out:
         by_example.setdefault(json.loads(o["example"])["id"], []).append(o)
@@ -244,3 +256,79 @@ def test_vllm_generation_through_ray_data_gives_n_seeded_samples(tiny_lm):
         texts = [json.loads(o["candidates"])[0]["text"] for o in rs]
         assert all(c["tag"] == "tiny" for o in rs for c in json.loads(o["candidates"]))
         assert len(set(texts)) > 1  # each sample slot has its own seed
+
+
+def test_importing_rays_engine_stage_respects_vllm_log_level():
+    """vLLM installs its log handler only when an engine starts: before `quiet_vllm_imports`, a
+    warning logged while Ray's engine stage imports vLLM showed whatever VLLM_LOGGING_LEVEL said."""
+    need_vllm()
+    import subprocess
+    import sys
+    from importlib.util import find_spec
+
+    stage = "import ray.llm._internal.batch.stages.vllm_engine_stage"
+    env = {**os.environ, "VLLM_LOGGING_LEVEL": "ERROR"}
+
+    def stderr_of(code: str) -> str:
+        return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300).stderr
+
+    if find_spec("triton") is not None and "cpu" in __import__("vllm").__version__:  # the CPU build's Triton note
+        assert "Triton is installed" in stderr_of(stage)  # the note this guards against
+    quiet = stderr_of(f"from fcrm_ray.vllm_engine import quiet_vllm_imports; quiet_vllm_imports(); {stage}")
+    assert "Triton" not in quiet and "Warning" not in quiet, quiet
+
+
+@pytest.mark.slow
+def test_killed_vllm_engine_actor_restarts_and_the_run_loses_nothing(tiny_lm, tmp_path):
+    """`fcrm generate` with a vLLM generator: the engine actor of `ray.data.llm` crashes mid-run
+    (killed twice: once its engine is up with batches queued, again after the first shard is out);
+    Ray restarts it, resubmits its batches, and the pairs equal an uninterrupted run's (seeded
+    requests: the same samples whichever actor draws them)."""
+    need_vllm()
+    import threading
+    import time
+
+    import ray
+
+    from fcrm_ray.common.ray_cluster import RayConfig, ray_init
+    from fcrm_ray.generate import run as P
+    from fcrm_ray.generate.config import GeneratorConfig, SamplingConfig, VLLMConfig
+    from test_generate_pipeline import _actor_handles, ids, small_cfg
+
+    def cfg_for(out):
+        cfg = small_cfg(out, tiny_lm, hf=False)
+        cfg.generators = [cfg.generators[0],
+                          GeneratorConfig(name="tiny-vllm", backend="vllm", model=tiny_lm, batch_size=1, num_cpus=0.5,
+                                          sampling=SamplingConfig(n=2, temperature=1.0, max_new_tokens=8, seed=0),
+                                          vllm=VLLMConfig(max_model_len=1024))]
+        return cfg
+
+    ray_init(RayConfig(num_cpus=2))
+    try:
+        ref = cfg_for(tmp_path / "ref")
+        ref_stats = P.run(ref)
+        engine_outputs = [c["candidates"] for t, c in ref_stats["by_generator"].items() if "tiny-vllm" in t]
+        assert engine_outputs and engine_outputs[0] > 0, ref_stats["by_generator"]
+        cfg = cfg_for(tmp_path / "killed")
+        result: dict = {}
+        t = threading.Thread(target=lambda: result.update(stats=P.run(cfg)), daemon=True)
+        t.start()
+        done = P.RunLayout(cfg.out).done
+        killed: list[int] = []
+        deadline = time.time() + 600
+        while t.is_alive() and time.time() < deadline and len(killed) < 2:
+            handles = _actor_handles("vLLMEngineStageUDF")
+            n_done = len(list(done.glob("*.json")))
+            if handles and (not killed or (n_done >= 1 and n_done < ref_stats["shards"])):
+                ray.kill(handles[0], no_restart=False)  # a crash: Ray restarts it and resubmits its batches
+                killed.append(n_done)
+                time.sleep(2)  # let the restart begin before looking for the actor again
+            time.sleep(0.05)
+        t.join(timeout=600)
+    finally:
+        ray.shutdown()
+    assert killed and killed[0] < ref_stats["shards"], f"no engine actor was killed mid-run: {killed}"
+    assert "stats" in result and all(result["stats"]["checks"].values()), result
+    assert result["stats"]["by_generator"] == ref_stats["by_generator"]
+    got = ids(cfg.out)
+    assert len(got) == len(set(got)) and sorted(got) == sorted(ids(ref.out))

@@ -51,11 +51,13 @@ def ray_init(cfg: RayConfig, dashboard: bool | None = False, **kwargs: Any) -> b
 
     if ray.is_initialized():
         return False
-    _hide_notices()
+    hide_notices()
     kw = dict(kwargs)
     if cfg.address:
         kw["address"] = cfg.address
     runtime_env = dict(cfg.runtime_env)
+    if not _job_sets_setup_hook():  # a user's own hook wins (Ray refuses two)
+        runtime_env.setdefault("worker_process_setup_hook", WORKER_SETUP_HOOK)
     if cfg.starts_local():
         if dashboard is not None:
             kw.setdefault("include_dashboard", dashboard)
@@ -97,19 +99,52 @@ def _with_state_api_address(runtime_env: dict[str, Any], init_kw: dict[str, Any]
 #   same silently, but Ray reads it when it is imported, before any stage reaches `ray_init`. Ray's
 #   other auth messages (auth off, a token generated) still show.
 # - Ray LLM (`ray.data.llm`, the vLLM generator) logs at INFO, with its own console handler, that no
-#   cloud mirror is configured: models here are local folders by design.
+#   cloud mirror is configured (models here are local folders by design), in the driver and again in
+#   the engine stage's workers, where it also says it is "Downloading model and tokenizer." (a local
+#   folder: nothing is downloaded), that it exports vLLM metrics to Ray's Prometheus endpoint, its
+#   queue size, and one line per batch with its time (its advice on batch sizes still shows).
+#   Ray LLM's own `ray.init(ignore_reinit_error=True)` makes Ray say at INFO that init was called
+#   twice. In workers, `fcrm_ray.vllm_engine.quiet_vllm_imports` (Ray's worker setup hook) applies
+#   this table.
 _NOTICES = {
-    "ray._private.authentication.authentication_token_setup": "Token authentication is enabled for this Ray cluster",
-    "ray.llm.ray.llm._internal.common.utils.download_utils": "No cloud storage mirror configured",
+    "ray._private.authentication.authentication_token_setup": ("Token authentication is enabled for this Ray cluster",),
+    "ray.llm.ray.llm._internal.common.utils.download_utils": ("No cloud storage mirror configured",),  # Ray LLM's get_logger
+    "ray.llm._internal.batch.stages.vllm_engine_stage": ("Downloading model and tokenizer.",
+                                                         "Enabling Ray metrics export for vLLM engine.",
+                                                         "Max pending requests is set to",
+                                                         "[vLLM] Elapsed time for batch"),
+    "ray._private.worker": ("Calling ray.init() again after it has already been called.",),
 }
 
 
 def _not_a_notice(record: logging.LogRecord) -> bool:
-    prefix = _NOTICES.get(record.name)
-    return not (prefix and str(record.msg).startswith(prefix))
+    return not str(record.msg).startswith(_NOTICES.get(record.name, ()))
 
 
-def _hide_notices() -> None:
+WORKER_SETUP_HOOK = "fcrm_ray.common.ray_cluster.quiet_worker"
+
+
+def _job_sets_setup_hook() -> bool:
+    """Whether the `ray job submit` runtime_env this driver runs under names a worker setup hook
+    (Ray merges it with ray.init's and refuses the same field twice)."""
+    import json
+
+    job = json.loads(os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR") or "{}")
+    return "worker_process_setup_hook" in (job.get("runtime_env") or {})
+
+
+def quiet_worker() -> None:
+    """Ray's worker setup hook for the jobs `ray_init` starts or joins (Ray runs job-level hooks
+    only; an actor's own runtime_env cannot carry one): the `_NOTICES` filter, and vLLM's log level
+    applied before its modules are imported (`fcrm_ray.vllm_engine.quiet_vllm_imports`)."""
+    from fcrm_ray.vllm_engine import quiet_vllm_imports
+
+    hide_notices()
+    quiet_vllm_imports()
+
+
+def hide_notices() -> None:
+    """Drop the `_NOTICES` records in this process (the rest of those loggers' records still show)."""
     for name in _NOTICES:
         logger = logging.getLogger(name)
         if _not_a_notice not in logger.filters:
