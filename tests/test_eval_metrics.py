@@ -213,11 +213,12 @@ def test_bon_curve_every_selector_known_answer():
     acc = {n: {s: curve[n][s]["accuracy"] for s in M.SELECTORS} for n in curve}
     third = pytest.approx(1 / 3)
     assert acc[1] == {"rm": third, "vote_sum": third, "vote_max": third, "first": third, "random": third,
-                      "majority": third, "oracle": third}
+                      "majority": third, "majority_rm": third, "oracle": third}
     assert acc[2] == {"rm": pytest.approx(2 / 3), "vote_sum": pytest.approx(2 / 3), "vote_max": pytest.approx(2 / 3),
-                      "first": third, "random": 0.5, "majority": third, "oracle": pytest.approx(2 / 3)}
+                      "first": third, "random": 0.5, "majority": third, "majority_rm": pytest.approx(2 / 3),
+                      "oracle": pytest.approx(2 / 3)}  # C at n=2: majority's earliest key is the unparseable text
     assert acc[4] == {"rm": third, "vote_sum": 1.0, "vote_max": third, "first": third, "random": 0.5,
-                      "majority": pytest.approx(2 / 3), "oracle": 1.0}
+                      "majority": pytest.approx(2 / 3), "majority_rm": pytest.approx(2 / 3), "oracle": 1.0}
     w4 = curve[4]["worse_than_first"]
     assert (w4["rm"]["count"], w4["vote_sum"]["count"], w4["vote_max"]["count"]) == (1, 0, 1)
     assert w4["rm"]["fraction"] == third and w4["vote_sum"]["fraction"] == 0.0
@@ -245,3 +246,15 @@ def test_vote_temperature_moves_the_vote_between_rm_pick_and_majority():
         M.weighted_vote_select(scores, keys, 5, "sum", temperature=0.0)
     picks = M.pool_picks(scores, keys, 5, vote_temperature=10.0)
     assert picks["vote_sum"] == 0 and picks["rm"] == 3
+
+
+def test_majority_with_the_rm_breaking_ties():
+    from fcrm_ray.evaluate.metrics import majority_rm_select, majority_select
+
+    keys = ["a", "b", "a", "b", "unparseable:x"]
+    scores = [0.1, 0.9, 0.2, 0.3, 5.0]
+    assert majority_select(keys, 4) == 0  # plain majority: the 2-2 tie goes to the earliest key
+    assert majority_rm_select(scores, keys, 4) == 1  # the RM breaks it: b holds the best reward (0.9)
+    assert majority_rm_select(scores, keys, 3) == 2  # a x2 wins outright; its best member
+    assert majority_rm_select([0.1, 0.9], ["unparseable:1", "unparseable:2"], 2) == 1  # nothing parses: RM pick
+    assert majority_rm_select(scores, keys, 5) == 1  # unparseable text forms no group, whatever its reward

@@ -166,6 +166,7 @@ def evaluate_pools(pools: Sequence[Mapping], rewards: Sequence[Sequence[float]],
 
 _LABELS = {"rm": "RM pick", "vote_sum": "RM-weighted vote (sum)", "vote_max": "RM-weighted vote (max)",
            "first": "first sample", "random": "random pick (expected)", "majority": "majority vote",
+           "majority_rm": "majority vote (RM breaks ties)",
            "oracle": "oracle (any correct)"}
 
 

@@ -261,6 +261,24 @@ def majority_select(keys: Sequence[str], n: int) -> int:
     return first[winner]
 
 
+def majority_rm_select(scores: Sequence[float], keys: Sequence[str], n: int) -> int:
+    """The most frequent canonical call among the first n, ties broken by the reward model: among
+    the tied groups, the one holding the highest reward, and its best member. Unparseable text forms
+    no group; if nothing parses, the RM pick. `scores` filled (`fill_unscorable_rewards`)."""
+    if n < 1 or not scores:
+        raise ValueError("need n >= 1 and at least one candidate")
+    head = [float(x) for x in scores[:n]]
+    members: dict[str, list[int]] = {}
+    for i, k in enumerate(keys[:n]):
+        if not str(k).startswith(UNPARSEABLE_KEY_PREFIX):
+            members.setdefault(k, []).append(i)
+    if not members:
+        return bon_select(head, n)
+    most = max(len(idx) for idx in members.values())
+    best = [max(idx, key=lambda i: (head[i], -i)) for idx in members.values() if len(idx) == most]
+    return max(best, key=lambda i: (head[i], -i))
+
+
 def first_sample_correct(correct: Sequence[bool], n: int) -> float:
     return float(bool(correct[0]))
 
@@ -275,7 +293,7 @@ def oracle_correct(correct: Sequence[bool], n: int) -> float:
     return float(any(bool(c) for c in correct[:n]))
 
 
-RERANKERS = ("rm", "vote_sum", "vote_max")  # selectors that use the RM's rewards
+RERANKERS = ("rm", "vote_sum", "vote_max", "majority_rm")  # selectors that use the RM's rewards
 BASELINES = ("first", "random", "majority", "oracle")
 SELECTORS = RERANKERS + BASELINES
 
@@ -283,10 +301,36 @@ SELECTORS = RERANKERS + BASELINES
 PICKERS = RERANKERS + ("majority",)  # selectors that pick one candidate
 
 
+PICK_RULES = PICKERS + ("first",)  # what `pick` answers (the gateway's rules: rm, vote = vote_sum, majority = majority_rm, first)
+
+
+def pick(rule: str, scores: Sequence[float], keys: Sequence[str], n: int | None = None,
+         vote_temperature: float = 1.0) -> int:
+    """The index one Best-of-N rule picks among the first n candidates (all when n is None).
+    `scores` already filled (`fill_unscorable_rewards`), `keys` from `toolcall.verify.canonical_key`.
+    The one selection function: `fcrm eval bon` reports what it picks, and `fcrm gateway` answers
+    with what it picks, so offline numbers predict the gateway."""
+    n = len(scores) if n is None else n
+    if rule == "rm":
+        return bon_select(scores, n)
+    if rule == "vote_sum":
+        return weighted_vote_select(scores, keys, n, "sum", vote_temperature)
+    if rule == "vote_max":
+        return weighted_vote_select(scores, keys, n, "max")
+    if rule == "majority":
+        return majority_select(keys, n)
+    if rule == "majority_rm":
+        return majority_rm_select(scores, keys, n)
+    if rule == "first":
+        if n < 1 or not scores:
+            raise ValueError("need n >= 1 and at least one candidate")
+        return 0
+    raise ValueError(f"unknown Best-of-N rule {rule!r}; one of {PICK_RULES}")
+
+
 def pool_picks(scores: Sequence[float], keys: Sequence[str], n: int, vote_temperature: float = 1.0) -> dict[str, int]:
     """{selector: picked index} for the PICKERS among the first n (`scores` already filled)."""
-    return {"rm": bon_select(scores, n), "vote_sum": weighted_vote_select(scores, keys, n, "sum", vote_temperature),
-            "vote_max": weighted_vote_select(scores, keys, n, "max"), "majority": majority_select(keys, n)}
+    return {sel: pick(sel, scores, keys, n, vote_temperature) for sel in PICKERS}
 
 
 def pool_outcomes(scores: Sequence[float | None], correct: Sequence[bool], keys: Sequence[str], n: int,
