@@ -272,15 +272,42 @@ def causal_blocker(model: Any) -> str | None:
     return None
 
 
-def attention_mask_4d(allowed, model: Any):
+def sliding_window(model: Any) -> int | None:
+    """The window of the model's sliding-attention layers (Gemma 3: 512 tokens in 5 of every 6
+    layers), or None when every layer attends to the whole sequence."""
+    cfg = getattr(model, "config", None)
+    window = getattr(cfg, "sliding_window", None)
+    if not window or "sliding_attention" not in (getattr(cfg, "layer_types", None) or ()):
+        return None
+    return int(window)
+
+
+def attention_mask_4d(allowed, model: Any, q_pos=None, k_pos=None, sliding_from: int = 0):
     """The custom mask as the model's attention takes it: booleans for SDPA, additive floats
-    (0 / dtype min) for eager attention. transformers passes a 4D mask through unchanged."""
+    (0 / dtype min) for eager attention. transformers passes a 4D mask through unchanged.
+
+    A model with sliding-window layers gets one mask per layer type (the dict its forward accepts
+    in place of the masks it would build): a custom 4D mask replaces the model's own masks in
+    every layer, so without this the sliding layers would see the whole row while the plain
+    forward limits them to the window. `q_pos` [B, Lq] and `k_pos` [B, Lk] are the logical
+    positions of the queries and keys (a packed row's positions restart per segment); a key is in
+    a query's window when q_pos - k_pos < window, as transformers' `sliding_window_overlay`.
+    `sliding_from`: the sliding layers' keys start at this column of `allowed` (a KV cache keeps
+    only the last window - 1 positions of a long prefix for those layers)."""
     import torch
 
-    if getattr(model.config, "_attn_implementation", "sdpa") == "sdpa":
-        return allowed
-    dtype = next(model.parameters()).dtype
-    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed, torch.finfo(dtype).min)
+    window = sliding_window(model)
+    masks = {"full_attention": allowed}
+    if window is not None:
+        if q_pos is None or k_pos is None:
+            raise ValueError(f"{type(model).__name__} has sliding-window layers: pass q_pos and k_pos")
+        near = (q_pos[:, :, None] - k_pos[:, None, sliding_from:]) < window
+        masks["sliding_attention"] = allowed[..., sliding_from:] & near[:, None].to(allowed.device)
+    if getattr(model.config, "_attn_implementation", "sdpa") != "sdpa":
+        dtype = next(model.parameters()).dtype
+        masks = {k: torch.zeros(m.shape, dtype=dtype, device=m.device).masked_fill(~m, torch.finfo(dtype).min)
+                 for k, m in masks.items()}
+    return masks if window is not None else masks["full_attention"]
 
 
 def forward_rewards(model: Any, input_ids: Any, attention_mask: Any):
@@ -313,7 +340,7 @@ def encode_for_reward(tokenizer: Any, prompt: str, completion: str, max_length: 
     unusable). Special tokens ([CLS]/[SEP] for encoders) are added around the concatenation as
     the tokenizer would."""
     # verbose=False: the untruncated prompt may exceed model_max_length; we cut it below
-    p_ids = tokenizer(prompt, add_special_tokens=False, verbose=False)["input_ids"]
+    p_ids = strip_template_special(tokenizer, tokenizer(prompt, add_special_tokens=False, verbose=False)["input_ids"])
     c_ids = tokenizer(completion, add_special_tokens=False, verbose=False)["input_ids"]
     n_special = _num_special(tokenizer)
     room = prompt_room(max_length, n_special, len(p_ids), len(c_ids), min_prompt_tokens, overflow_length)
@@ -345,6 +372,20 @@ def special_wrap(tokenizer: Any) -> tuple[list[int], list[int]]:
     except AttributeError:
         pass
     return wrap
+
+
+def strip_template_special(tokenizer: Any, prompt_ids: Sequence[int]) -> list[int]:
+    """Prompt ids without the leading special tokens the tokenizer adds itself (`special_wrap`).
+    A chat template that writes `{{ bos_token }}` (Gemma, Llama) puts BOS in the rendered text, and
+    the tokenizer adds its own: the model would read two (Gemma 3 270M's rewards move by ~10x the
+    trained margins), and a prompt cut from the left would lose the template's one. Dropped here,
+    the tokenizer's BOS is added back by `_with_special` in front of the cut prompt: exactly one,
+    always first."""
+    pre, _ = special_wrap(tokenizer)
+    ids = list(prompt_ids)
+    if pre and ids[:len(pre)] == list(pre):
+        return ids[len(pre):]
+    return ids
 
 
 def _num_special(tokenizer: Any) -> int:

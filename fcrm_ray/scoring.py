@@ -53,7 +53,8 @@ from tqdm import tqdm
 from fcrm_ray.config import ConfigError
 from fcrm_ray.hardware import resolve_autocast, set_torch_threads
 from fcrm_ray.models import (attention_mask_4d, causal_blocker, keep_head_fp32, load_reward_model, load_tokenizer,
-                             prompt_room, special_wrap, vllm_serving_problems)
+                             prompt_room, sliding_window, special_wrap, strip_template_special,
+                             vllm_serving_problems)
 from fcrm_ray.paths import resolve_model_path
 from fcrm_ray.toolcall.render import render
 from fcrm_ray.toolcall.schema import SchemaError
@@ -231,6 +232,7 @@ class RewardScorer:
         special tokens around the concatenation, prompt cut from the left to fit max_length.
         None (counted) if the completion is empty or leaves too little room for the prompt even
         within `overflow_length` (`models.prompt_room`, the trainer's rule)."""
+        p_ids = strip_template_special(self.tokenizer, p_ids)  # one BOS, never cut (models.py)
         n_special = len(self._wrap_pre) + len(self._wrap_post)
         room = prompt_room(self.max_length, n_special, len(p_ids), len(c_ids), self.min_prompt_tokens,
                            self.overflow_length)
@@ -397,6 +399,14 @@ class RewardScorer:
         return DynamicCache([(k.expand(n, -1, -1, -1), v.expand(n, -1, -1, -1)) for k, v in kv],
                             config=self.model.config)
 
+    def _sliding_keys(self, kv, P: int) -> int:
+        """How many prefix positions the sliding-window layers' cache holds (all P for models
+        without such layers; Gemma 3 keeps the last window - 1 of a longer prefix)."""
+        types = getattr(self.model.config, "layer_types", None) or ()
+        if sliding_window(self.model) is None:
+            return P
+        return int(kv[list(types).index("sliding_attention")][0].shape[-2])
+
     def _head(self, hidden_rows) -> list[float]:
         return self.model.score(hidden_rows).reshape(hidden_rows.shape[0], -1)[:, 0].float().tolist()
 
@@ -409,7 +419,10 @@ class RewardScorer:
         own = (seg[:, None] == seg[None, :]) & (pos[:, None] >= pos[None, :])
         allowed = torch.cat([torch.ones((len(seg), P), dtype=torch.bool), own], dim=1)[None, None]
         ids = torch.tensor([[t for s in suffixes for t in s]], device=self.device)
-        hidden = base(input_ids=ids, attention_mask=attention_mask_4d(allowed.to(self.device), self.model), position_ids=(P + pos)[None].to(self.device),
+        q_pos = (P + pos)[None]
+        k_pos = torch.cat([torch.arange(P), P + pos])[None]
+        mask = attention_mask_4d(allowed.to(self.device), self.model, q_pos, k_pos, P - self._sliding_keys(kv, P))
+        hidden = base(input_ids=ids, attention_mask=mask, position_ids=q_pos.to(self.device),
                       past_key_values=self._cache(kv, 1), use_cache=True).last_hidden_state[0]
         starts = (lens.cumsum(0) - lens).tolist()
         last = [st + self._reward_pos(s) for st, s in zip(starts, suffixes)]

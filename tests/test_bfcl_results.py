@@ -163,10 +163,33 @@ def test_bench_build_with_result_folders(tmp_path, results_dir):
     # not trained on (its licence is unknown), so no real train pair
     assert sorted((r["split"], r["example_id"]) for r in real) == [("test_real", "parallel_0"),
                                                                   ("test_real", "simple_python_0")]
-    assert stats["bfcl_results"]["outputs_read"] == 5 and stats["bfcl_results"]["pools"] == {"validation": 0, "test": 2}
+    assert stats["bfcl_results"]["outputs_read"] == 5
+    assert stats["bfcl_results"]["pools"] == {"train": 0, "validation": 0, "test": 2}
     assert (tmp_path / "bench" / "pools_real_validation.jsonl").read_text() == ""
+    assert (tmp_path / "bench" / "pools_real_train.jsonl").read_text() == ""
     pools = [json.loads(line) for line in (tmp_path / "bench" / "pools_real.jsonl").read_text().splitlines()]
     assert {p["example_id"] for p in pools} == {"simple_python_0", "parallel_0"}
+
+
+@pytest.mark.parametrize("train_models, n_pools", [("permissive", 0), ("all", 2)])
+def test_train_pools_hold_trainable_models_only(tmp_path, results_dir, train_models, n_pools):
+    """With the Python questions on the train side, their pools (model A + gorilla) go to
+    pools_real_train.jsonl only when every member may be trained on: model A's licence is
+    unknown, so under `permissive` each pool keeps one model, below the two a pool needs."""
+    from fcrm_ray.config import load_config
+    from fcrm_ray.data.bench import BenchConfig, build
+
+    cfg = load_config(BenchConfig, None, [
+        f"out={tmp_path / 'bench'}", "categories=[live_simple]", "max_examples_per_category=4",
+        "obfuscate_train=0", "obfuscate_test=false", f"sources.bfcl_results=[{results_dir}]",
+        "splits.test_categories=[]", "splits.validation_fraction=0", f"bfcl_results.train_models={train_models}",
+        "bfcl_results.categories=[simple_python,parallel,simple_java]"])
+    stats = build(cfg)
+    assert stats["bfcl_results"]["pools"] == {"train": n_pools, "validation": 0, "test": 0}
+    pools = [json.loads(line) for line in (tmp_path / "bench" / "pools_real_train.jsonl").read_text().splitlines()]
+    assert len(pools) == n_pools
+    for p in pools:
+        assert sorted(p["models"]) == ["gorilla-openfunctions-v2", "modelA-FC"] and len(p["correct"]) == 2
 
 
 def test_near_duplicate_questions_are_kept_out_of_training(examples):

@@ -287,3 +287,73 @@ def test_vllm_input_drops_trailing_pads_when_pad_is_eos(qwen_dir, tmp_path):
         hf = forward_rewards(model, torch.tensor([full]), torch.ones(1, len(full), dtype=torch.long))
     assert _vllm_classify(model, ids) == pytest.approx(float(hf[0]), abs=1e-4)
     assert _vllm_classify(model, full) != pytest.approx(float(hf[0]), abs=1e-4)  # the mismatch it avoids
+
+
+# --- BOS written by a chat template; sliding-window layers -------------------------------------
+
+class _BosTok:
+    """Character-level stand-in for a Gemma/Llama-style tokenizer: adds <bos> (id 2) in front,
+    and reads a literal "<bos>" in text as that token (as a template's `{{ bos_token }}`)."""
+    bos_token_id = 2
+
+    def __call__(self, text, add_special_tokens=True, verbose=True):
+        ids = [2] if add_special_tokens else []
+        while text:
+            if text.startswith("<bos>"):
+                ids.append(2)
+                text = text[5:]
+            else:
+                ids.append(100 + ord(text[0]) % 1000)
+                text = text[1:]
+        return {"input_ids": ids}
+
+
+@pytest.mark.parametrize("max_length, truncated", [(64, False), (40, True)])
+def test_a_template_bos_is_not_doubled_and_survives_truncation(max_length, truncated):
+    from fcrm_ray.models import strip_template_special
+
+    tok = _BosTok()
+    prompt, completion = "<bos>user: weather in Paris?\nmodel:", " get_weather(city='Paris')"
+    ids, cut = encode_for_reward(tok, prompt, completion, max_length, min_prompt_tokens=4)
+    assert cut == truncated and len(ids) <= max_length
+    assert ids[0] == 2 and ids.count(2) == 1
+    assert ids[-len(completion):] == tok(completion, add_special_tokens=False)["input_ids"]  # the call is whole
+    # only a leading BOS is the template's: one inside the text is left alone
+    assert strip_template_special(tok, [2, 5, 2, 6]) == [5, 2, 6]
+    assert strip_template_special(tok, [5, 2, 6]) == [5, 2, 6]
+
+
+class _SlidingModel(torch.nn.Module):
+    def __init__(self, window, layer_types, attn="sdpa"):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(1))
+        self.config = type("C", (), {"sliding_window": window, "layer_types": layer_types,
+                                     "_attn_implementation": attn})()
+
+
+def test_custom_masks_keep_the_sliding_window_per_layer_type():
+    from fcrm_ray.models import attention_mask_4d, sliding_window
+
+    pos = torch.tensor([[0, 1, 2, 3, 4, 5]])
+    allowed = (pos[0][:, None] >= pos[0][None, :])[None, None]  # causal
+    plain = _SlidingModel(None, ["full_attention"] * 2)
+    assert sliding_window(plain) is None and attention_mask_4d(allowed, plain) is allowed
+    assert sliding_window(_SlidingModel(3, ["full_attention"] * 2)) is None  # a window no layer uses
+    model = _SlidingModel(3, ["sliding_attention", "full_attention"])
+    with pytest.raises(ValueError, match="q_pos and k_pos"):
+        attention_mask_4d(allowed, model)
+    masks = attention_mask_4d(allowed, model, pos, pos)
+    assert torch.equal(masks["full_attention"], allowed)
+    sl = masks["sliding_attention"][0, 0]
+    assert sl[5].tolist() == [False, False, False, True, True, True]  # keys within 3 positions
+    assert torch.equal(sl, allowed[0, 0] & ((pos[0][:, None] - pos[0][None, :]) < 3))
+    # a cache holding only the last 2 of 4 prefix positions for the sliding layers
+    q = torch.tensor([[4, 5]])
+    k = torch.tensor([[0, 1, 2, 3, 4, 5]])
+    allowed2 = torch.ones((1, 1, 2, 6), dtype=torch.bool)
+    m = attention_mask_4d(allowed2, model, q, k, sliding_from=2)
+    assert m["full_attention"].shape[-1] == 6 and m["sliding_attention"].shape[-1] == 4
+    assert m["sliding_attention"][0, 0].tolist() == [[True, True, True, True], [False, True, True, True]]
+    # eager attention: additive float masks, 0 where allowed
+    eager = attention_mask_4d(allowed, _SlidingModel(3, ["sliding_attention"], attn="eager"), pos, pos)
+    assert eager["sliding_attention"][0, 0, 5, 0] < -1e30 and eager["sliding_attention"][0, 0, 5, 5] == 0

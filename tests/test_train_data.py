@@ -174,6 +174,21 @@ def test_shipped_cpu_config_loads(tmp_path):
     assert cfg.scaling.num_workers == 1 and cfg.dtype == "float32" and cfg.data.max_length <= 512
 
 
+def test_shipped_gemma_config_loads(tmp_path):
+    from omegaconf import OmegaConf
+
+    raw = OmegaConf.load("configs/train/cpu-gemma3-270m.yaml")
+    assert raw.model.path == "pkg:gemma3-270m"
+    # the model folder is built on demand (minutes): any causal folder checks the rest of the file
+    model = build_tiny_qwen3_rm(tmp_path / "rm")
+    cfg = load_config(TrainConfig, "configs/train/cpu-gemma3-270m.yaml",
+                      [f"data.train_path={tmp_path}", f"model.path={model}"])
+    assert cfg.model.gradient_checkpointing and cfg.model.freeze_embeddings and cfg.dtype == "float32"
+    assert cfg.train.autocast == "auto" and cfg.train.strategy == "single" and cfg.scaling.num_workers == 1
+    assert cfg.data.max_length <= 512  # Gemma 3's sliding window
+    assert cfg.data.max_train_rows >= cfg.train.max_steps * cfg.train.micro_batch_size
+
+
 def test_split_rows_from_several_pair_sets_with_stable_caps(tmp_path):
     """`data.extra_train_paths` adds more pair sets' train rows; caps pick a stable subset."""
     from fcrm_ray.config import load_config

@@ -57,7 +57,8 @@ TEST_OBFUSCATED = "test_obfuscated"
 # splits of the pairs made from real model outputs (sources.bfcl_results): train pairs join `train`
 REAL_SPLITS = {"train": "train", "validation": "validation_real", "test": "test_real"}
 # Best-of-N pools of real outputs, per split of their question
-POOL_FILES = {"validation": "pools_real_validation.jsonl", "test": "pools_real.jsonl"}
+# (train: outputs of licence-permissive models only, as the train pairs; for `train.listwise_weight`)
+POOL_FILES = {"train": "pools_real_train.jsonl", "validation": "pools_real_validation.jsonl", "test": "pools_real.jsonl"}
 
 
 @dataclass
@@ -80,7 +81,7 @@ class BfclResultsConfig:
     train_models: str = "permissive"
     max_rejected_per_model: int = 3  # per (question, model), as the paper
     pool_size: int = 16  # candidates per Best-of-N pool (seeded model order); 0 = every model
-    pool_splits: list[str] = field(default_factory=lambda: ["validation", "test"])
+    pool_splits: list[str] = field(default_factory=lambda: ["train", "validation", "test"])
 
     def validate(self) -> None:
         from fcrm_ray.data.bfcl_results import CATEGORY_TO_WHEEL
@@ -371,9 +372,11 @@ def real_output_pairs(cfg: BenchConfig, near_dup: set, out: Path,
     rows = br.real_pairs(outputs, examples, split_of, trainable, cfg.seed, rc.max_rejected_per_model, counters)
     pool_counts = {}
     for split in rc.pool_splits:  # one pool file per split: test -> pools_real.jsonl (report),
-        # validation -> pools_real_validation.jsonl (choose reranking settings there)
+        # validation -> pools_real_validation.jsonl (choose reranking settings there),
+        # train -> pools_real_train.jsonl (the listwise objective; trainable models' outputs only)
         pool_ids = {e for e, s in split_of.items() if s == REAL_SPLITS[split]}
-        pools = br.bon_pools([o for o in outputs if o.example_id in pool_ids], examples, rc.pool_size, cfg.seed)
+        members = [o for o in outputs if o.example_id in pool_ids and (split != "train" or trainable.get(o.model, False))]
+        pools = br.bon_pools(members, examples, rc.pool_size, cfg.seed)
         with open(out / POOL_FILES[split], "w", encoding="utf-8") as fh:
             for p in pools:
                 fh.write(json.dumps(p, ensure_ascii=False) + "\n")

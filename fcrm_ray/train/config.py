@@ -15,6 +15,7 @@ from fcrm_ray.paths import resolve_model_path
 STRATEGIES = ("deepspeed", "ddp", "single")
 SCHEDULERS = ("cosine", "linear", "constant")
 WANDB_MODES = ("offline", "online", "disabled")
+LISTWISE_LOSSES = ("softmax", "hardest_negative")  # train/loss.py (not imported: no torch in the config)
 DTYPES = ("auto", "float32", "bfloat16")
 
 
@@ -24,6 +25,11 @@ class ModelConfig:
     dtype: str = "auto"  # auto = bfloat16 on GPU, float32 on CPU
     trust_remote_code: bool = False
     gradient_checkpointing: bool = False
+    # Keep the input embedding fixed (no gradient, no optimizer state). For a small causal LM with a
+    # large vocabulary most weights are the embedding (Gemma 3 270M: 168M of 268M for 262k tokens)
+    # and the candidates' tokens are a tiny part of that vocabulary; on CPU its dense gradient and
+    # AdamW update cost time every step and two fp32 copies of memory.
+    freeze_embeddings: bool = False
     # Dropout off while training the reward model (TRL's and OpenRLHF's default too): the reward is
     # a deterministic score, and on CPU dropout costs ~1.5x per step (masks on every activation and
     # on the attention probabilities, which also keeps SDPA off its fused kernel).
@@ -68,6 +74,12 @@ class DataConfig:
     max_test_rows: int = 0  # cap per final held-out split (test, extra_eval_splits): a stable subset; 0 = all
     length_group_size: int = 16  # length-sort within windows of this many micro-batches
     quarantine_path: str = ""  # default: <out>/quarantine.jsonl
+    # Best-of-N pools of the train questions for the listwise objective (`train.listwise_weight`):
+    # `fcrm bench build`'s `pools_real_train.jsonl` (real outputs of licence-permissive models;
+    # built with sources.bfcl_results). "" = no pools.
+    train_pools_path: str = ""
+    max_pool_candidates: int = 8  # members per pool in a step (a seeded subset keeping a positive and a negative); 0 = all
+    max_train_pools: int = 0  # a stable subset of the usable pools; 0 = all
 
     def validate(self) -> None:
         if not self.train_path:
@@ -98,6 +110,14 @@ class DataConfig:
             raise ConfigError(f"config key `data.balance_power` must be in [0, 1], got {self.balance_power}")
         if self.length_group_size < 1:
             raise ConfigError("config key `data.length_group_size` must be >= 1")
+        if self.train_pools_path:
+            if "://" in self.train_pools_path:  # read by the driver with open()
+                raise ConfigError("config key `data.train_pools_path` must be a local or shared-filesystem file")
+            require_path(self.train_pools_path, "data.train_pools_path", "file")
+        if self.max_pool_candidates == 1 or self.max_pool_candidates < 0:
+            raise ConfigError(f"config key `data.max_pool_candidates` must be 0 (all) or >= 2, got {self.max_pool_candidates}")
+        if self.max_train_pools < 0:
+            raise ConfigError("config key `data.max_train_pools` must be >= 0")
         bad = [k for k, v in self.source_weights.items() if not v >= 0]
         if bad or (self.source_weights and not sum(self.source_weights.values()) > 0):
             raise ConfigError(f"config key `data.source_weights`: weights must be >= 0 with a positive sum (bad: {bad})")
@@ -118,6 +138,11 @@ class TrainLoopConfig:
     max_grad_norm: float = 1.0
     margin: float = 0.0  # Bradley-Terry margin: -logsigmoid(r_c - r_r - margin)
     center_coef: float = 0.0  # reward centering: coef * mean((r_c + r_r)^2)
+    # Listwise objective over Best-of-N pools (`train/loss.py`), added to the pairwise loss with
+    # this weight: loss = BT + listwise_weight * listwise. 0 = off; > 0 needs data.train_pools_path.
+    listwise_weight: float = 0.0
+    listwise_loss: str = "softmax"  # softmax (the pool's mass on its correct members) | hardest_negative
+    pools_per_step: int = 1  # pools per micro-batch, beside the micro_batch_size pairs
     eval_every: int = 50  # optimizer steps between validation passes (0 = only at the end)
     log_every: int = 10
     seed: int = 42
@@ -158,6 +183,12 @@ class TrainLoopConfig:
             raise ConfigError("config key `train.adam_betas` must be two numbers in [0, 1)")
         if self.center_coef < 0:
             raise ConfigError("config key `train.center_coef` must be >= 0")
+        if not self.listwise_weight >= 0:
+            raise ConfigError(f"config key `train.listwise_weight` must be >= 0, got {self.listwise_weight}")
+        if self.listwise_loss not in LISTWISE_LOSSES:
+            raise ConfigError(f"config key `train.listwise_loss`: expected one of {LISTWISE_LOSSES}, got {self.listwise_loss!r}")
+        if self.pools_per_step < 1:
+            raise ConfigError("config key `train.pools_per_step` must be >= 1")
         if str(self.share_prompt).lower() not in ("auto", "true", "false"):
             raise ConfigError(f"config key `train.share_prompt`: expected auto, true or false, got {self.share_prompt!r}")
         if self.autocast not in ("auto", "none", "bf16"):
@@ -255,6 +286,12 @@ class TrainConfig:
                               "DeepSpeed takes its precision from `model.dtype`")
         if self.train.autocast == "bf16" and self.dtype != "float32":
             raise ConfigError(f"config key `train.autocast` needs float32 weights (model.dtype), got {self.dtype}")
+        if self.train.listwise_weight > 0 and not self.data.train_pools_path:
+            raise ConfigError("config key `train.listwise_weight` > 0 needs `data.train_pools_path` "
+                              "(a pools_real_train.jsonl of `fcrm bench build`)")
+        if self.data.train_pools_path and not self.train.listwise_weight > 0:
+            raise ConfigError("config key `data.train_pools_path` is set but `train.listwise_weight` is 0: "
+                              "the pools would be read and never trained on")
         if self.model.dtype == "bfloat16" and not self.scaling.use_gpu:
             raise ConfigError("config key `model.dtype=bfloat16` is for GPUs; use float32 (or auto) on CPU")
 

@@ -49,8 +49,9 @@ from fcrm_ray.train.checkpoint import (CKPT_META, DS_DIR, DS_TAG, HF_DIR, TORCH_
 from fcrm_ray.train.config import config_from_dict
 from fcrm_ray.train.data import collate_pairs, cycle_epochs, eval_batches
 from fcrm_ray.train.deepspeed_config import build_deepspeed_config
-from fcrm_ray.train.loss import bradley_terry_loss, pair_metrics
+from fcrm_ray.train.loss import bradley_terry_loss, listwise_loss, pair_metrics, pool_metrics
 from fcrm_ray.train.packing import causal_blocker, collate_packed_pairs, packed_pair_rewards, packing_blocker
+from fcrm_ray.train.pools import collate_pools, cycle_pools, pool_rewards
 
 
 def say(message: str) -> None:
@@ -163,7 +164,7 @@ class _WorkerTrainer:
         if name not in self.dataset_names:  # get_dataset_shard raises for datasets not passed in
             return []
         shard = ray.train.get_dataset_shard(name)  # the whole dataset (recipe: nothing is split)
-        if name == "train" and self.world > 1:  # this rank's part, the same on every attempt
+        if name in ("train", "train_pools") and self.world > 1:  # this rank's part, the same on every attempt
             rows = [dict(r) for r in shard.iter_rows() if int(stable_hash(r["id"], n=8), 16) % self.world == self.rank]
         else:
             rows = [dict(r) for r in shard.iter_rows()]
@@ -189,6 +190,8 @@ class _WorkerTrainer:
                                        note=say if self.rank == 0 else lambda _: None)
         if cfg.model.disable_dropout:
             disable_dropout(model)
+        if cfg.model.freeze_embeddings:
+            model.get_input_embeddings().requires_grad_(False)
         if cfg.model.gradient_checkpointing:
             model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             if hasattr(model.config, "use_cache"):
@@ -218,14 +221,15 @@ class _WorkerTrainer:
             # single/ddp workers, which also import this module, have no use for.
             import deepspeed
 
-            engine, opt, _, sched = deepspeed.initialize(model=model, model_parameters=model.parameters(),
+            engine, opt, _, sched = deepspeed.initialize(model=model, model_parameters=[p for p in model.parameters() if p.requires_grad],
                                                          config=self.ds_config, lr_scheduler=make_sched)
             self.engine, self.optimizer, self.scheduler = engine, opt, sched
             self.module = engine.module
             return
         model = ray.train.torch.prepare_model(model) if t.strategy == "ddp" else model.to(ray.train.torch.get_device())
-        decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
-        no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+        trainable = [p for p in model.parameters() if p.requires_grad]  # model.freeze_embeddings
+        decay = [p for p in trainable if p.ndim >= 2]
+        no_decay = [p for p in trainable if p.ndim < 2]
         opt = torch.optim.AdamW([{"params": decay, "weight_decay": t.weight_decay},
                                  {"params": no_decay, "weight_decay": 0.0}], lr=t.lr, betas=tuple(t.adam_betas))
         self.engine, self.optimizer, self.scheduler = model, opt, make_sched(opt)
@@ -371,6 +375,19 @@ class _WorkerTrainer:
         b = batch["num_pairs"]
         return r[:b], r[b:], n_tokens
 
+    def _listwise(self, pools: Sequence[dict]):
+        """(listwise loss, pool counts, metrics, tokens run) of a few Best-of-N pools: every member
+        a full row (right-padded; causal models without the mask, as in `_pair_rewards`)."""
+        batch = collate_pools(pools, self.pad_id)
+        n_tokens = int(batch["attention_mask"].sum())
+        mask = None if self.causal else batch["attention_mask"].to(self._device())
+        with self._autocast():
+            rows = forward_rewards(self.engine, batch["input_ids"].to(self._device()), mask).float()
+        r = pool_rewards(rows, batch)
+        positive, valid = batch["positive"].to(r.device), batch["valid"].to(r.device)
+        loss, counts = listwise_loss(r, positive, valid, self.cfg.train.listwise_loss)
+        return loss, counts, pool_metrics(r.detach(), positive, valid), n_tokens
+
     def _resolve_share_prompt(self) -> bool:
         """train.share_prompt: auto -> on only where packing applies AND a probe pair gets the
         plain path's rewards; true -> the same checks, but failing them is an error."""
@@ -438,7 +455,8 @@ class _WorkerTrainer:
         train_rows = self._load_rows("train")
         val_rows = self._load_rows("validation")
         # held-out sets scored once at the end: test plus any extra eval splits (test_obfuscated)
-        final_sets = {n: self._load_rows(n) for n in sorted(self.dataset_names) if n not in ("train", "validation")}
+        final_sets = {n: self._load_rows(n) for n in sorted(self.dataset_names)
+                      if n not in ("train", "validation", "train_pools")}
         periodic_val = val_rows[:cfg.data.max_eval_rows] if cfg.data.max_eval_rows else val_rows
 
         # every rank must take the same number of steps: agree on the smallest shard
@@ -461,6 +479,15 @@ class _WorkerTrainer:
         for _ in range(self.step * t.gradient_accumulation_steps):  # skip what the restored run consumed
             next(micro_stream)
 
+        pool_rows = self._load_rows("train_pools") if t.listwise_weight > 0 else []
+        pool_stream = None
+        if t.listwise_weight > 0:
+            if _all_reduce_int(len(pool_rows), "min") < t.pools_per_step:  # every rank runs the same forwards
+                raise ValueError(f"a worker holds fewer than train.pools_per_step={t.pools_per_step} training pools")
+            pool_stream = cycle_pools(len(pool_rows), t.pools_per_step, t.seed + self.rank)
+            for _ in range(self.step * t.gradient_accumulation_steps):  # what the restored run consumed
+                next(pool_stream)
+
         wandb_run = self._init_wandb() if self.rank == 0 else None
         window = defaultdict(float)
         t_window, pairs_window, tokens_window = time.time(), 0, 0
@@ -472,8 +499,18 @@ class _WorkerTrainer:
                 rc, rr, n_tokens = self._pair_rewards([train_rows[i] for i in idx])
                 b = len(idx)
                 loss = bradley_terry_loss(rc, rr, t.margin, t.center_coef)
-                self._backward(loss, last_micro=micro == t.gradient_accumulation_steps - 1)
                 m = pair_metrics(rc.detach(), rr.detach())
+                if pool_stream is not None:
+                    lw, lw_counts, lw_metrics, lw_tokens = self._listwise([pool_rows[i] for i in next(pool_stream)])
+                    window["bt_loss"] += loss.item()
+                    window["listwise_loss"] += lw.item()
+                    loss = loss + t.listwise_weight * lw
+                    for k, v in lw_counts.items():
+                        window[f"pools_{k}"] += v  # sums over the window (not means)
+                    for k, v in lw_metrics.items():
+                        window[k] += v
+                    n_tokens += lw_tokens
+                self._backward(loss, last_micro=micro == t.gradient_accumulation_steps - 1)
                 window["loss"] += loss.item()
                 for k, v in m.items():
                     window[k] += v
@@ -487,7 +524,8 @@ class _WorkerTrainer:
                 now = time.time()
                 dt = max(now - t_window, 1e-9)
                 rec = {"step": self.step, "epoch": epoch, "lr": self._lr(), "time": now}
-                rec.update({f"train/{k}": v / window["n"] for k, v in window.items() if k != "n"})
+                rec.update({f"train/{k}": v if k.startswith("pools_") else v / window["n"]
+                            for k, v in window.items() if k != "n"})
                 # throughput of this worker times the number of workers (ranks run in lockstep)
                 rec["train/pairs_per_s"] = pairs_window * self.world / dt
                 rec["train/tokens_per_s"] = tokens_window * self.world / dt

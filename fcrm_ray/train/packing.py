@@ -108,8 +108,9 @@ def packed_pair_rewards(engine: Any, module: Any, batch: Mapping, device: Any):
     handle = module.score.register_forward_hook(lambda _m, _inp, out: captured.append(out))
     try:
         ids = batch["input_ids"].to(device)
-        engine(input_ids=ids, position_ids=batch["position_ids"].to(device),
-               attention_mask=attention_mask_4d(batch["allowed"].to(device), module), use_cache=False)
+        pos = batch["position_ids"].to(device)
+        engine(input_ids=ids, position_ids=pos, attention_mask=attention_mask_4d(batch["allowed"].to(device), module, pos, pos),
+               use_cache=False)
     finally:
         handle.remove()
     logits = captured[-1][..., 0]  # [B, L] per-token reward

@@ -15,12 +15,14 @@ Features and the flags that turn them on:
 | any HF backbone (causal LM or encoder)    | `model.path` (local folder; `pkg:minilm` = packaged MiniLM) |
 | bf16 on GPU, fp32 on CPU                  | `model.dtype=auto` (or float32 / bfloat16)                |
 | gradient checkpointing                    | `model.gradient_checkpointing=true`                       |
+| input embedding kept fixed (large vocabularies) | `model.freeze_embeddings=true`                      |
 | DeepSpeed ZeRO-3 (GPU and CPU)            | `train.strategy=deepspeed`, `deepspeed.zero_stage=3`      |
 | CPU offload of params / optimizer         | `deepspeed.offload_params=true`, `deepspeed.offload_optimizer=true` |
 | torch DDP / single process instead        | `train.strategy=ddp` / `train.strategy=single`            |
 | gradient accumulation                     | `train.gradient_accumulation_steps=N`                     |
 | Bradley-Terry margin                      | `train.margin=0.5`                                        |
 | reward centering                          | `train.center_coef=0.01`                                  |
+| listwise Best-of-N objective on real pools (softmax over a pool / hardest negative) | `train.listwise_weight`, `train.listwise_loss`, `data.train_pools_path`, `data.max_pool_candidates`, `train.pools_per_step` |
 | chosen + rejected in one forward          | always                                                    |
 | prompt shared by chosen/rejected (causal LMs: one packed row per pair, block mask) | `train.share_prompt=auto|true|false` |
 | dropout off while training (as TRL/OpenRLHF) | `model.disable_dropout=true` (default)                 |
@@ -52,6 +54,7 @@ import shutil
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import ray
 import ray.data
@@ -63,11 +66,13 @@ from fcrm_ray.common.ray_cluster import ray_init
 from fcrm_ray.config import ConfigError, config_arg_parser, parse_config_args, to_dict, to_yaml
 from fcrm_ray.data.pairs import read_pairs
 from fcrm_ray.data.quarantine import Quarantine
+from fcrm_ray.models import load_tokenizer
 from fcrm_ray.paths import resolve_model_path
 from fcrm_ray.train.checkpoint import CKPT_META, HF_DIR, foreign_checkpoints, run_identity
 from fcrm_ray.train.config import TrainConfig
 from fcrm_ray.train.data import STATUS_OK, balanced_subset, tokenize_batch, weighted_subset
 from fcrm_ray.train.loop import train_loop_per_worker
+from fcrm_ray.train.pools import load_pools
 
 
 def read_split_rows(d, quarantine: Quarantine) -> dict[str, list[dict]]:
@@ -132,6 +137,21 @@ def prepare_datasets(cfg: TrainConfig, model_path: str, quarantine: Quarantine) 
     return datasets, stats
 
 
+def prepare_pools(cfg: TrainConfig, model_path: str, quarantine: Quarantine) -> tuple[Any, dict | None]:
+    """The Ray Dataset of tokenised Best-of-N pools for the listwise objective and their counts
+    (`train/pools.py`), or (None, None) without `data.train_pools_path`."""
+    d = cfg.data
+    if not d.train_pools_path:
+        return None, None
+    tok = load_tokenizer(model_path, cfg.model.trust_remote_code)
+    pools, stats = load_pools(d.train_pools_path, tok, d.max_length, d.min_prompt_tokens, d.overflow_length,
+                              d.max_pool_candidates, d.max_train_pools, cfg.train.seed, quarantine)
+    if len(pools) < cfg.scaling.num_workers * cfg.train.pools_per_step:
+        raise ConfigError(f"config key `data.train_pools_path`: {len(pools)} usable pools in {d.train_pools_path}, "
+                          f"fewer than scaling.num_workers x train.pools_per_step (counts: {stats})")
+    return ray.data.from_items(pools), stats
+
+
 def _quiet_ray_data() -> None:
     """Progress bars from every worker's dataset shard drown the training log."""
     ctx = ray.data.DataContext.get_current()
@@ -185,6 +205,9 @@ def run_training(cfg: TrainConfig) -> dict:
     quarantine = Quarantine(cfg.data.quarantine_path or out / "quarantine.jsonl")
     with quarantine:
         datasets, stats = prepare_datasets(cfg, model_path, quarantine)
+        pools, pool_stats = prepare_pools(cfg, model_path, quarantine)
+        if pools is not None:
+            datasets["train_pools"], stats["train_pools"] = pools, pool_stats
     stats["quarantine"] = dict(quarantine.counts)
     (out / "data_stats.json").write_text(json.dumps(stats, indent=2))
     (out / "train_config.yaml").write_text(to_yaml(cfg))
