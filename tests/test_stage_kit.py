@@ -82,7 +82,8 @@ def test_max_length_is_set_once_per_model_family():
     for p in sorted((ROOT / "configs").rglob("*.yaml")):
         text = p.read_text()
         numeric += [(p.relative_to(ROOT / "configs").as_posix(), m) for m in re.findall(r"max_length[:=]\s*(\d+)", text)]
-    assert sorted(f for f, _ in numeric) == ["train/cpu-tiny-qwen3.yaml", "train/cpu.yaml", "train/qwen3.yaml"], numeric
+    assert sorted(f for f, _ in numeric) == ["train/cpu-gemma3-270m.yaml", "train/cpu-tiny-qwen3.yaml", "train/cpu.yaml",
+                                            "train/qwen3.yaml"], numeric
     for name in ("1.7b", "4b", "8b", "14b"):
         raw = yaml.safe_load((ROOT / f"configs/train/qwen3-{name}.yaml").read_text())
         assert raw["extends"] == "qwen3.yaml" and "max_length" not in raw.get("data", {})

@@ -191,13 +191,19 @@ def eval_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
 def collate_pairs(examples: Sequence[Mapping], pad_id: int) -> dict:
     """[chosen_0..chosen_{B-1}, rejected_0..rejected_{B-1}] right-padded into one batch."""
     seqs = [np.asarray(e["chosen_ids"]) for e in examples] + [np.asarray(e["rejected_ids"]) for e in examples]
+    ids, mask = pad_right(seqs, pad_id)
+    return {"input_ids": ids, "attention_mask": mask, "num_pairs": len(examples)}
+
+
+def pad_right(seqs: Sequence[Any], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token id sequences as one right-padded [len(seqs), longest] batch and its attention mask."""
     width = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(seqs), width), dtype=torch.long)
     for i, s in enumerate(seqs):
         ids[i, :len(s)] = torch.as_tensor(s, dtype=torch.long)
         mask[i, :len(s)] = 1
-    return {"input_ids": ids, "attention_mask": mask, "num_pairs": len(examples)}
+    return ids, mask
 
 
 def cycle_epochs(n_rows_lengths: Sequence[int], batch_size: int, group_size: int, seed: int,

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from fcrm_ray.models import encode_for_reward
-from fcrm_ray.train.data import _is_bad_text
+from fcrm_ray.train.data import _is_bad_text, pad_right
 from fcrm_ray.toolcall.render import render
 
 POOL_OK = "ok"
@@ -189,12 +189,7 @@ def collate_pools(pools: Sequence[Mapping], pad_id: int) -> dict:
         slot_rows.append(list(range(len(seqs), len(seqs) + len(ids))))
         pos_rows.append([bool(x) for x in p["positive"]])
         seqs += ids
-    width = max(len(s) for s in seqs)
-    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        ids[i, :len(s)] = torch.as_tensor(s, dtype=torch.long)
-        mask[i, :len(s)] = 1
+    ids, mask = pad_right(seqs, pad_id)
     n = max(len(s) for s in slot_rows)
     slot = torch.full((len(pools), n), -1, dtype=torch.long)
     positive = torch.zeros((len(pools), n), dtype=torch.bool)
