@@ -71,6 +71,12 @@ def test_run_identity_keeps_what_decides_the_model():
     assert identity_changes(ident, other) == ["data.train_path: 'a' -> 'b'"]
     assert identity_changes(ident, ident) == []
     assert identity_changes(None, other) == []  # written before identities were recorded
+    # a setting added since the checkpoint was written: the old run had its default
+    newer = {**ident, "train.listwise_weight": 0.0}
+    assert identity_changes(ident, newer, {"train.listwise_weight": 0.0}) == []
+    assert identity_changes(ident, {**ident, "train.listwise_weight": 0.5}, {"train.listwise_weight": 0.0}) == [
+        "train.listwise_weight: 0.0 -> 0.5"]
+    assert identity_changes(ident, newer) == ["train.listwise_weight: None -> 0.0"]  # no defaults given
 
 
 def test_foreign_checkpoints_name_the_differing_keys(tmp_path):

@@ -50,16 +50,19 @@ def run_identity(cfg: dict) -> dict:
     return out
 
 
-def identity_changes(saved: dict | None, current: dict) -> list[str]:
+def identity_changes(saved: dict | None, current: dict, defaults: dict | None = None) -> list[str]:
     """`key: saved -> current` for every identity key that differs (none for checkpoints written
-    before identities were recorded)."""
+    before identities were recorded). A key the saved identity lacks is a setting added since that
+    checkpoint was written: the run had its default (`defaults`, the identity of a default config),
+    so it differs only when the current value is not that default."""
     if not saved:
         return []
-    return [f"{k}: {saved.get(k)!r} -> {current.get(k)!r}" for k in sorted(set(saved) | set(current))
-            if saved.get(k) != current.get(k)]
+    defaults = defaults or {}
+    was = {k: saved[k] if k in saved else defaults.get(k) for k in set(saved) | set(current)}
+    return [f"{k}: {was[k]!r} -> {current.get(k)!r}" for k in sorted(was) if was[k] != current.get(k)]
 
 
-def foreign_checkpoints(run_dir: str | Path, identity: dict) -> list[str]:
+def foreign_checkpoints(run_dir: str | Path, identity: dict, defaults: dict | None = None) -> list[str]:
     """For a local run folder (`<ckpt.storage_path>/<ckpt.name>`): one line per checkpoint in it
     whose recorded identity differs from `identity`, naming the keys that differ."""
     lines = []
@@ -68,7 +71,7 @@ def foreign_checkpoints(run_dir: str | Path, identity: dict) -> list[str]:
             saved = json.loads(meta_path.read_text()).get("run")
         except (OSError, ValueError, AttributeError):
             continue  # an unreadable checkpoint is skipped at restore with its reason
-        changes = identity_changes(saved, identity)
+        changes = identity_changes(saved, identity, defaults)
         if changes:
             lines.append(f"{meta_path.parent.name}: {'; '.join(changes)}")
     return lines

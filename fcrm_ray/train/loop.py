@@ -246,7 +246,7 @@ class _WorkerTrainer:
                 problem = checkpoint_problem(d)
                 if problem is None:
                     changes = identity_changes(json.loads((Path(d) / CKPT_META).read_text()).get("run"),
-                                               run_identity(to_dict(self.cfg)))
+                                               run_identity(to_dict(self.cfg)), run_identity(to_dict(type(self.cfg)())))
                     if changes:  # the driver checks local storage first; this covers cloud storage
                         raise RuntimeError(f"checkpoint {ckpt.path} belongs to a run with other settings "
                                            f"({'; '.join(changes)}); use another ckpt.name")

@@ -184,7 +184,7 @@ def check_resumable(cfg: TrainConfig) -> None:
     if "://" in cfg.ckpt.storage_path:
         return
     run_dir = Path(cfg.ckpt.storage_path).resolve() / cfg.ckpt.name
-    foreign = foreign_checkpoints(run_dir, run_identity(to_dict(cfg)))
+    foreign = foreign_checkpoints(run_dir, run_identity(to_dict(cfg)), run_identity(to_dict(TrainConfig())))
     if foreign:
         raise ConfigError(f"{run_dir} holds checkpoints of a different run, which this one would resume from "
                           f"({' | '.join(foreign[:3])}); choose another ckpt.name or ckpt.storage_path, or "
