@@ -28,20 +28,17 @@ port, like `fcrm serve`; `GET /stats` gives this replica's counts.
 
 import asyncio
 import os
-import signal
 import sys
-import time
 
-import ray
 from ray import serve
 
-from fcrm_ray.common.ray_cluster import ray_init
 from fcrm_ray.config import ConfigError, config_arg_parser, from_dict, load_config, to_dict
 from fcrm_ray.gateway.config import GatewayConfig
 from fcrm_ray.gateway.service import COUNTERS, Gateway, gateway_api, install
 from fcrm_ray.models import RewardModelError, check_reward_model_dir
 from fcrm_ray.paths import resolve_model_path
 from fcrm_ray.serve.deployments import deployment_options, reward_model_deployment
+from fcrm_ray.serve.lifecycle import run_serve_app
 from fcrm_ray.serve.replicas import ServiceState, call_model
 
 def deployment_score(cfg: GatewayConfig, handle):
@@ -126,34 +123,12 @@ def main(argv: list[str] | None = None, prog: str = "fcrm gateway") -> int:
         check_reward_model_dir(resolve_model_path(cfg.model.path))
     except (RewardModelError, FileNotFoundError) as e:
         raise ConfigError(f"config key `model.path`: {e}") from None
-    local = cfg.ray.starts_local()
-    init = {"_metrics_export_port": args.metrics_export_port} if args.metrics_export_port and local else {}
-    ray_init(cfg.ray, dashboard=None, **init)
-
-    def _stop(*_):
-        raise KeyboardInterrupt
-
-    if cfg.blocking:
-        signal.signal(signal.SIGTERM, _stop)
-    deployed = False
-    try:
-        serve.start(http_options={"host": cfg.host, "port": cfg.port,
-                                  "request_timeout_s": cfg.selection.request_timeout_s + 5})
-        serve.run(build_app(cfg), name=cfg.app_name, route_prefix=cfg.route_prefix, blocking=False)
-        deployed = True
-        # the upstream URL may carry credentials in userinfo: print only its host part
-        print(f"fcrm gateway: http://{cfg.host}:{cfg.port}{cfg.route_prefix.rstrip('/')}/v1 -> "
-              f"{_safe_url(cfg.upstream.url)} (auth {'on' if cfg.resolved_token() else 'off'}, "
-              f"upstream key {'set' if cfg.upstream.api_key() else 'unset'})", flush=True)
-        while cfg.blocking:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        if (cfg.blocking or not deployed) and not local:
-            serve.delete(cfg.app_name)
-        ray.shutdown()
-    return 0
+    # the upstream URL may carry credentials in userinfo: the banner prints only its host part
+    return run_serve_app(
+        prog, cfg, lambda: build_app(cfg), cfg.selection.request_timeout_s + 5,
+        lambda: f"fcrm gateway: http://{cfg.host}:{cfg.port}{cfg.route_prefix.rstrip('/')}/v1 -> "
+                f"{_safe_url(cfg.upstream.url)} (auth {'on' if cfg.resolved_token() else 'off'}, "
+                f"upstream key {'set' if cfg.upstream.api_key() else 'unset'})", args.metrics_export_port)
 
 
 def _safe_url(url: str) -> str:

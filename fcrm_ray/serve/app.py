@@ -75,16 +75,9 @@ starts Ray itself); scrape `http://NODE:PORT/metrics`.
 # No `from __future__ import annotations`: FastAPI reads the route signatures (`request: Request`)
 # at definition time.
 
-import os
-import signal
 import sys
-import time
 from pathlib import Path
 
-import ray
-from ray import serve
-
-from fcrm_ray.common.ray_cluster import ray_init
 from fcrm_ray.config import ConfigError, config_arg_parser, load_config, to_dict
 from fcrm_ray.models import RewardModelError, check_reward_model_dir
 from fcrm_ray.paths import resolve_model_path
@@ -93,6 +86,7 @@ from fcrm_ray.serve.config import ServeConfig
 from fcrm_ray.serve.backend import FALLBACK_FLOOR, RewardBackend, head_lower_bound  # noqa: F401
 from fcrm_ray.serve.batching import MicroBatcher  # noqa: F401
 from fcrm_ray.serve.deployments import _deployments, deployment_options, ingress_options
+from fcrm_ray.serve.lifecycle import run_serve_app
 from fcrm_ray.serve.guard import (SETTINGS, RequestError, check_shape, parse_body, read_body,  # noqa: F401
                                   token_ok)
 from fcrm_ray.serve.handlers import (Work, combine, handle_get_reward, handle_healthz, handle_rewards,  # noqa: F401
@@ -155,40 +149,10 @@ def main(argv: list[str] | None = None, prog: str = "fcrm serve") -> int:
         except (RewardModelError, FileNotFoundError) as e:
             raise ConfigError(f"config key `models.{m.name}.path`: {e}") from None
 
-    local = cfg.ray.starts_local()
-    init = {"_metrics_export_port": args.metrics_export_port} if args.metrics_export_port and local else {}
-    if local and os.environ.get("RAY_AUTH_MODE", "").lower() == "disabled":
-        # Ray (2.60) binds its own gRPC ports on every interface and turns a loopback node IP into
-        # the reachable one, so a local Ray cannot be kept on loopback; its token auth (on by
-        # default for local clusters since 2.59) is what keeps those ports closed. Say so.
-        print("fcrm serve: warning: RAY_AUTH_MODE=disabled - the local Ray's ports listen beyond loopback "
-              "without authentication", file=sys.stderr, flush=True)
-    ray_init(cfg.ray, dashboard=None, **init)
-
-    def _stop(*_):  # SIGTERM (systemd, Kubernetes, `kill`) shuts down like Ctrl-C
-        raise KeyboardInterrupt
-
-    if cfg.blocking:
-        signal.signal(signal.SIGTERM, _stop)
-    deployed = False
-    try:
-        serve.start(http_options={"host": cfg.host, "port": cfg.port, "request_timeout_s": cfg.limits.request_timeout_s})
-        serve.run(build_app(cfg), name=cfg.app_name, route_prefix=cfg.route_prefix, blocking=False)
-        deployed = True
-        print(f"fcrm serve: {', '.join(cfg.models)} on http://{cfg.host}:{cfg.port}{cfg.route_prefix} "
-              f"(auth {'on' if cfg.resolved_token() else 'off'})", flush=True)
-        while cfg.blocking:
-            time.sleep(3600)
-    except KeyboardInterrupt:  # also while still deploying: the app must not outlive us
-        pass
-    finally:
-        # A shared cluster keeps running: remove only our app. A Ray instance this process started
-        # goes down with `ray.shutdown()` and takes Serve with it (`serve.shutdown()` first only
-        # adds its controller's 30 s shutdown timeout on a busy machine).
-        if (cfg.blocking or not deployed) and not local:
-            serve.delete(cfg.app_name)
-        ray.shutdown()
-    return 0
+    return run_serve_app(
+        prog, cfg, lambda: build_app(cfg), cfg.limits.request_timeout_s,
+        lambda: f"fcrm serve: {', '.join(cfg.models)} on http://{cfg.host}:{cfg.port}{cfg.route_prefix} "
+                f"(auth {'on' if cfg.resolved_token() else 'off'})", args.metrics_export_port)
 
 
 if __name__ == "__main__":
